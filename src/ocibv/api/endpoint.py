@@ -1,0 +1,95 @@
+"""The wrapper every operation runs in: read the body (bounded), authenticate, run the handler,
+render any OCI error with its status, and stamp ``opc-request-id`` on every response."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ocibv.api import render
+from ocibv.api.auth import Authenticator
+from ocibv.api.call import Call
+from ocibv.api.wire import empty_response, error_response, json_response, new_request_id
+from ocibv.domain import limits
+from ocibv.domain.errors import InternalServerError, OciError, PayloadTooLarge
+from ocibv.store.resources import Resource
+
+log = logging.getLogger("ocibv.api")
+
+Handler = Callable[[Call], Response]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def request_id_for(request: Request) -> str:
+    """Our id, prefixed by the client's own ``opc-request-id`` when it sent one."""
+    client = request.headers.get("opc-request-id")
+    ours = new_request_id()
+    return f"{client[:64]}/{ours}" if client else ours
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body may be at most {limits.MAX_BODY_BYTES} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"The request body may be at most {limits.MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class ApiContext:
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def endpoint(self, handler: Handler, *, blocking: bool = True) -> Endpoint:
+        """An ASGI endpoint for ``handler``; ``blocking`` handlers run in the thread pool
+        (anything that writes), others on the event loop (reads are short and never wait)."""
+
+        async def run(request: Request) -> Response:
+            request_id = request_id_for(request)
+            try:
+                body = await read_body(request)
+                caller = self.auth.authenticate(request, body)
+                call = Call(request, caller, body, request_id)
+                if blocking:
+                    return await run_in_threadpool(handler, call)
+                return handler(call)
+            except OciError as error:
+                return error_response(error, request_id)
+            except Exception:
+                log.exception("unexpected error in %s %s", request.method, request.url.path)
+                return error_response(
+                    InternalServerError("An internal error occurred; the request id names it."),
+                    request_id,
+                )
+
+        return run
+
+
+def resource_response(call: Call, res: Resource) -> Response:
+    return json_response(
+        render.resource(res), request_id=call.request_id, headers={"etag": res.etag}
+    )
+
+
+def list_response(call: Call, items: Sequence[Resource], next_page: str | None) -> Response:
+    headers = {"opc-next-page": next_page} if next_page else None
+    return json_response(
+        [render.resource(r) for r in items], request_id=call.request_id, headers=headers
+    )
+
+
+def deleted_response(call: Call) -> Response:
+    return empty_response(request_id=call.request_id)
+
+
+def moved_response(call: Call, res: Resource) -> Response:
+    return empty_response(request_id=call.request_id, headers={"etag": res.etag})

@@ -1,0 +1,165 @@
+"""Request bodies (spec §2): shapes, types, enums and ranges, checked at the edge.
+
+Strict: a string is never taken for a number. Unknown keys are ignored (as the SDK ignores
+unknown response keys); fields of features that are not built are refused by ``refuse_unbuilt``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from ocibv.domain import limits
+from ocibv.domain.errors import InvalidParameter
+
+DisplayName = Annotated[str, Field(min_length=1, max_length=limits.MAX_DISPLAY_NAME)]
+Ocid = Annotated[str, Field(min_length=1, max_length=255)]
+FreeformTags = dict[str, str]
+DefinedTags = dict[str, dict[str, Any]]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(
+        strict=True, extra="ignore", alias_generator=to_camel, populate_by_name=False
+    )
+
+    def fields(self) -> dict[str, Any]:
+        """The given fields, snake_case, as the services take them."""
+        return self.model_dump(exclude_unset=True, by_alias=False)
+
+
+class Tagged(Body):
+    freeform_tags: FreeformTags | None = None
+    defined_tags: DefinedTags | None = None
+
+
+def _vpus(value: int | None) -> int | None:
+    if value is not None and (
+        (value not in (0, 10, 20) and not (30 <= value <= 120)) or value % 10
+    ):
+        raise ValueError("must be 0, 10, 20 or a multiple of 10 from 30 to 120")
+    return value
+
+
+class AutotunePolicy(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", alias_generator=to_camel)
+    autotune_type: Literal["DETACHED_VOLUME", "PERFORMANCE_BASED"]
+    max_vpus_per_gb: int | None = Field(default=None, alias="maxVpusPerGB", ge=10, le=120)
+
+    @model_validator(mode="after")
+    def _needs_max(self) -> AutotunePolicy:
+        if self.autotune_type == "PERFORMANCE_BASED" and self.max_vpus_per_gb is None:
+            raise ValueError("maxVpusPerGB is required for PERFORMANCE_BASED")
+        return self
+
+
+class VolumeSource(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    type: Literal["volume", "volumeBackup", "volumeBackupDelta", "blockVolumeReplica"]
+    id: Ocid | None = None
+
+
+class CreateVolumeDetails(Tagged):
+    compartment_id: Ocid
+    availability_domain: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    display_name: DisplayName | None = None
+    size_in_gbs: int | None = Field(
+        default=None, alias="sizeInGBs", ge=limits.MIN_VOLUME_GBS, le=limits.MAX_VOLUME_GBS
+    )
+    size_in_mbs: int | None = Field(
+        default=None,
+        alias="sizeInMBs",
+        ge=limits.MIN_VOLUME_GBS * 1024,
+        le=limits.MAX_VOLUME_GBS * 1024,
+        multiple_of=1024,
+    )
+    vpus_per_gb: int | None = Field(default=None, alias="vpusPerGB")
+    is_auto_tune_enabled: bool | None = None
+    autotune_policies: list[AutotunePolicy] | None = None
+    is_reservations_enabled: bool | None = None
+    source_details: VolumeSource | None = None
+    volume_backup_id: Ocid | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> CreateVolumeDetails:
+        _vpus(self.vpus_per_gb)
+        if self.size_in_gbs is not None and self.size_in_mbs is not None:
+            raise ValueError("give sizeInGBs or sizeInMBs, not both")
+        return self
+
+
+class UpdateVolumeDetails(Tagged):
+    display_name: DisplayName | None = None
+    vpus_per_gb: int | None = Field(default=None, alias="vpusPerGB")
+    size_in_gbs: int | None = Field(
+        default=None, alias="sizeInGBs", ge=limits.MIN_VOLUME_GBS, le=limits.MAX_VOLUME_GBS
+    )
+    is_auto_tune_enabled: bool | None = None
+    autotune_policies: list[AutotunePolicy] | None = None
+    is_reservations_enabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> UpdateVolumeDetails:
+        _vpus(self.vpus_per_gb)
+        return self
+
+
+class VolumeGroupSource(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    type: Literal["volumeIds", "volumeGroupId", "volumeGroupBackupId", "volumeGroupReplicaId"]
+    volumeIds: list[Ocid] | None = Field(default=None, max_length=64)
+    volumeGroupId: Ocid | None = None
+    volumeGroupBackupId: Ocid | None = None
+    volumeGroupReplicaId: Ocid | None = None
+
+    @model_validator(mode="after")
+    def _has_field(self) -> VolumeGroupSource:
+        if getattr(self, self.type) is None:
+            raise ValueError(f"{self.type} is required when type is {self.type}")
+        return self
+
+
+class CreateVolumeGroupDetails(Tagged):
+    availability_domain: Annotated[str, Field(min_length=1, max_length=255)]
+    compartment_id: Ocid
+    source_details: VolumeGroupSource
+    display_name: DisplayName | None = None
+
+
+class UpdateVolumeGroupDetails(Tagged):
+    display_name: DisplayName | None = None
+    volume_ids: list[Ocid] | None = Field(default=None, max_length=64)
+
+
+class ChangeCompartmentDetails(Body):
+    compartment_id: Ocid
+
+
+class CreateCompartmentDetails(Tagged):
+    compartment_id: Ocid
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    description: Annotated[str, Field(min_length=1, max_length=400)]
+
+
+class UpdateCompartmentDetails(Tagged):
+    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    description: Annotated[str, Field(min_length=1, max_length=400)] | None = None
+
+
+UNBUILT = {
+    "kmsKeyId": "customer-managed KMS keys are not supported yet",
+    "xrcKmsKeyId": "cross-region KMS keys are not supported yet",
+    "backupPolicyId": "backup policies are not supported yet",
+    "clusterPlacementGroupId": "cluster placement groups are not supported yet",
+    "blockVolumeReplicas": "block volume replicas are not supported yet",
+    "volumeGroupReplicas": "volume group replicas are not supported yet",
+}
+
+
+def refuse_unbuilt(raw: dict[str, Any], *names: str) -> None:
+    """400 naming the first given field of a feature ocibv does not have (never drop it)."""
+    for name in names:
+        if raw.get(name) not in (None, [], ""):
+            raise InvalidParameter(f"{name}: {UNBUILT[name]}; omit this field.")

@@ -1,0 +1,103 @@
+"""Resources as OCI wire JSON (spec §2). Only this module builds response dictionaries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ocibv.api.wire import timestamp
+from ocibv.store.identity import Tenancy
+from ocibv.store.resources import Resource
+
+
+def _common(res: Resource) -> dict[str, Any]:
+    return {
+        "id": res.id,
+        "compartmentId": res.compartment_id,
+        "displayName": res.display_name,
+        "lifecycleState": res.lifecycle_state,
+        "timeCreated": timestamp(res.created_us),
+        "freeformTags": res.attrs.get("freeform_tags") or {},
+        "definedTags": res.attrs.get("defined_tags") or {},
+    }
+
+
+def _autotune(policy: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"autotuneType": policy["autotune_type"]}
+    if policy.get("max_vpus_per_gb") is not None:
+        out["maxVpusPerGB"] = policy["max_vpus_per_gb"]
+    return out
+
+
+def volume(res: Resource) -> dict[str, Any]:
+    a = res.attrs
+    size = int(a["size_in_gbs"])
+    return {
+        **_common(res),
+        "availabilityDomain": res.availability_domain,
+        "systemTags": a.get("system_tags") or {},
+        "sizeInGBs": size,
+        "sizeInMBs": size * 1024,
+        "vpusPerGB": a.get("vpus_per_gb"),
+        "isHydrated": bool(a.get("is_hydrated")),
+        "kmsKeyId": a.get("kms_key_id"),
+        "sourceDetails": a.get("source_details"),
+        "volumeGroupId": res.parent_id,
+        "clusterPlacementGroupId": a.get("cluster_placement_group_id"),
+        "isAutoTuneEnabled": bool(a.get("is_auto_tune_enabled")),
+        "autoTunedVpusPerGB": a.get("auto_tuned_vpus_per_gb"),
+        "autotunePolicies": [_autotune(p) for p in a.get("autotune_policies") or []],
+        "blockVolumeReplicas": a.get("block_volume_replicas"),
+        "isReservationsEnabled": bool(a.get("is_reservations_enabled")),
+    }
+
+
+def volume_group(res: Resource) -> dict[str, Any]:
+    a = res.attrs
+    size = int(a.get("size_in_gbs", 0))
+    return {
+        **_common(res),
+        "availabilityDomain": res.availability_domain,
+        "sizeInGBs": size,
+        "sizeInMBs": size * 1024,
+        "volumeIds": list(a.get("volume_ids", [])),
+        "sourceDetails": a.get("source_details"),
+        "isHydrated": bool(a.get("is_hydrated")),
+        "volumeGroupReplicas": a.get("volume_group_replicas"),
+    }
+
+
+def compartment(res: Resource) -> dict[str, Any]:
+    return {
+        "id": res.id,
+        "compartmentId": res.compartment_id,
+        "name": res.display_name,
+        "description": res.attrs.get("description", ""),
+        "timeCreated": timestamp(res.created_us),
+        "lifecycleState": res.lifecycle_state,
+        "isAccessible": True,
+        "freeformTags": res.attrs.get("freeform_tags") or {},
+        "definedTags": res.attrs.get("defined_tags") or {},
+    }
+
+
+def tenancy(t: Tenancy, home_region_key: str) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "description": t.description or t.name,
+        "homeRegionKey": home_region_key,
+        "freeformTags": {},
+        "definedTags": {},
+    }
+
+
+RENDERERS: dict[str, Callable[[Resource], dict[str, Any]]] = {
+    "volume": volume,
+    "volumegroup": volume_group,
+    "compartment": compartment,
+}
+
+
+def resource(res: Resource) -> dict[str, Any]:
+    return RENDERERS[res.kind](res)

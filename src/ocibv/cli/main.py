@@ -1,0 +1,115 @@
+"""``ocibv`` commands. Every command takes ``--data-dir`` (or ``OCIBV_DATA_DIR``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
+from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.cli.volumes import jobs, volume
+from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from ocibv.domain.errors import OciError
+
+
+@click.group()
+def main() -> None:
+    """ocibv: the OCI Block Volume service, self-hosted."""
+
+
+@main.command()
+@data_dir_option
+@click.option("--host", default=DEFAULT_HOST, show_default=True, envvar="OCIBV_HOST")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="OCIBV_PORT")
+@click.option("--log-level", default="info", show_default=True)
+def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
+    """Start the API server (and its job workers) on HOST:PORT."""
+    import uvicorn
+
+    from ocibv.api.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    services = open_services(data_dir, host=host, port=port)
+    principal = ensure_bootstrapped(services)
+    settings = services.settings
+    (settings.data_dir / "server.json").write_text(
+        json.dumps({"endpoint": f"http://{host}:{port}"})
+    )
+    if principal is not None:
+        click.echo(f"ocibv: created tenancy {principal.tenancy_id}")
+        click.echo(f"ocibv: admin user {principal.user_id}, key {principal.fingerprint}")
+    click.echo(f"ocibv: serving http://{host}:{port} from {settings.data_dir}")
+    click.echo("ocibv: point the oci CLI at it with:")
+    for line in env_lines(settings):
+        click.echo(f"  {line}")
+    sys.stdout.flush()
+    services.start()
+    try:
+        uvicorn.run(
+            create_app(services), host=host, port=port, log_level="warning", access_log=False
+        )
+    finally:
+        services.stop()
+
+
+@main.command()
+@data_dir_option
+def env(data_dir: Path) -> None:
+    """Print the export lines that point the oci CLI and SDK at this ocibv."""
+    settings = Settings.load(data_dir)
+    endpoint = None
+    server_file = settings.data_dir / "server.json"
+    if server_file.exists():
+        endpoint = json.loads(server_file.read_text())["endpoint"]
+    if not settings.oci_config_path.exists():
+        fail(f"no OCI config at {settings.oci_config_path}; run `ocibv serve` once first")
+    for line in env_lines(settings, endpoint):
+        click.echo(line)
+
+
+@main.group()
+def tenancy() -> None:
+    """Tenancies: each has its own admin user, key and config profile."""
+
+
+@tenancy.command("create")
+@data_dir_option
+@click.option("--name", required=True, help="Tenancy name; also the config profile name.")
+def tenancy_create(data_dir: Path, name: str) -> None:
+    services = open_services(data_dir)
+    ensure_bootstrapped(services)
+    try:
+        principal = services.identity.create_tenancy(name)
+    except OciError as exc:
+        fail(exc.message)
+    write_profile(services.settings, name, principal)
+    click.echo(f"tenancy {principal.tenancy_id}")
+    click.echo(f"user {principal.user_id}")
+    click.echo(f"profile [{name}] in {services.settings.oci_config_path}")
+
+
+@main.group()
+def key() -> None:
+    """API signing keys."""
+
+
+@key.command("add")
+@data_dir_option
+@click.option("--user", "user_id", required=True, help="The user OCID.")
+@click.argument("public_key_pem", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
+    """Register an existing public key (PEM) for a user."""
+    services = open_services(data_dir)
+    try:
+        fingerprint = services.identity.add_api_key(user_id, public_key_pem.read_bytes())
+    except OciError as exc:
+        fail(exc.message)
+    click.echo(f"fingerprint {fingerprint}")
+
+
+main.add_command(volume)
+main.add_command(jobs)

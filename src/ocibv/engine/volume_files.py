@@ -1,0 +1,127 @@
+"""Volume images: sparse raw files. Creating a 1 TB volume costs nothing until written.
+
+Every copy here is sparse-aware: only extents that hold data (SEEK_DATA/SEEK_HOLE) are read,
+and all-zero blocks are written as holes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ocibv.engine.errors import VolumeImageError
+
+COPY_BLOCK = 4 * 1024 * 1024
+_ZERO_BLOCK = bytes(COPY_BLOCK)
+
+Progress = Callable[[int], None]
+
+
+def create_image(path: Path, size_bytes: int) -> None:
+    """Create (or truncate to) an empty sparse image of ``size_bytes``; durable on return."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, size_bytes)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise VolumeImageError(f"cannot create volume image {path.name}: {exc}") from exc
+
+
+def grow_image(path: Path, size_bytes: int) -> None:
+    """Grow an image to ``size_bytes``; never shrinks (new space reads as zeros)."""
+    try:
+        if path.stat().st_size < size_bytes:
+            os.truncate(path, size_bytes)
+    except OSError as exc:
+        raise VolumeImageError(f"cannot grow volume image {path.name}: {exc}") from exc
+
+
+def remove_image(path: Path) -> None:
+    """Delete an image; a missing one is already deleted."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def iter_data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """Yield ``(offset, length)`` of the regions of ``fd`` that may hold data, below ``size``."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no more data past offset
+                return
+            raise
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end - start
+        offset = end
+
+
+def allocated_bytes(path: Path) -> int:
+    """Bytes of data extents in the image (what a sparse copy would read)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return sum(length for _, length in iter_data_extents(fd, os.fstat(fd).st_size))
+    finally:
+        os.close(fd)
+
+
+def copy_sparse(
+    src: Path, dst: Path, *, size: int | None = None, progress: Progress | None = None
+) -> int:
+    """Copy ``src`` onto ``dst`` keeping holes; ``dst`` becomes ``size`` bytes (default: src's).
+
+    Zero blocks inside data extents are skipped too, so they stay holes. Returns bytes written.
+    ``dst`` is fsync'd before return.
+    """
+    try:
+        src_fd = os.open(src, os.O_RDONLY)
+    except OSError as exc:
+        raise VolumeImageError(f"cannot open {src}: {exc}") from exc
+    try:
+        src_size = os.fstat(src_fd).st_size
+        dst_size = src_size if size is None else size
+        if dst_size < src_size:
+            raise VolumeImageError(
+                f"{src.name} holds {src_size} bytes, more than the {dst_size} bytes of {dst.name}"
+            )
+        dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(dst_fd, 0)
+            os.ftruncate(dst_fd, dst_size)
+            written = _copy_extents(src_fd, dst_fd, src_size, progress)
+            os.fsync(dst_fd)
+            return written
+        finally:
+            os.close(dst_fd)
+    except OSError as exc:
+        raise VolumeImageError(f"copy {src} -> {dst} failed: {exc}") from exc
+    finally:
+        os.close(src_fd)
+
+
+def _copy_extents(src_fd: int, dst_fd: int, size: int, progress: Progress | None) -> int:
+    written = 0
+    for start, length in iter_data_extents(src_fd, size):
+        pos, end = start, start + length
+        while pos < end:
+            n = min(COPY_BLOCK - pos % COPY_BLOCK, end - pos)
+            block = os.pread(src_fd, n, pos)
+            if not block:
+                break
+            if block != _ZERO_BLOCK[: len(block)]:
+                os.pwrite(dst_fd, block, pos)
+                written += len(block)
+            pos += len(block)
+            if progress:
+                progress(len(block))
+    return written

@@ -1,0 +1,151 @@
+"""Rules shared by every resource family: visibility, compartments, etags, retry tokens,
+tombstones and page tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from ocibv.domain import limits
+from ocibv.domain.errors import (
+    Conflict,
+    InvalidatedRetryToken,
+    InvalidParameter,
+    NoEtagMatch,
+    NotAuthorizedOrNotFound,
+    RelatedResourceNotAuthorizedOrNotFound,
+)
+from ocibv.domain.lifecycle import ACTIVE, TERMINATED
+from ocibv.domain.ocid import is_ocid
+from ocibv.services.context import Caller
+from ocibv.store import resources as repo
+from ocibv.store import retry_tokens
+from ocibv.store.database import now_us
+
+KIND_LABELS = {
+    "volume": "Volume",
+    "volumegroup": "Volume group",
+    "volumebackup": "Volume backup",
+    "volumegroupbackup": "Volume group backup",
+    "compartment": "Compartment",
+}
+
+
+def get_visible(conn: sa.Connection, caller: Caller, kind: str, resource_id: str) -> repo.Resource:
+    """The resource named in a request path, as the caller may see it; else 404."""
+    if not is_ocid(resource_id, kind):
+        raise NotAuthorizedOrNotFound(
+            f"{KIND_LABELS.get(kind, kind)} {resource_id!r} not found or not authorized."
+        )
+    res = repo.get(conn, resource_id, kind)
+    if res is None or res.tenancy_id != caller.tenancy_id:
+        raise NotAuthorizedOrNotFound(
+            f"{KIND_LABELS.get(kind, kind)} {resource_id} not found or not authorized."
+        )
+    return res
+
+
+def get_related(
+    conn: sa.Connection, caller: Caller, kind: str, resource_id: str, field: str
+) -> repo.Resource:
+    """A resource named in a request body; missing, foreign or terminated answers 400."""
+    res = repo.get(conn, resource_id, kind) if is_ocid(resource_id, kind) else None
+    if res is None or res.tenancy_id != caller.tenancy_id or res.lifecycle_state == TERMINATED:
+        raise RelatedResourceNotAuthorizedOrNotFound(
+            f"{field}: {KIND_LABELS.get(kind, kind)} {resource_id} not found or not authorized."
+        )
+    return res
+
+
+def require_compartment(conn: sa.Connection, caller: Caller, compartment_id: str) -> None:
+    """``compartment_id`` must be the caller's tenancy or one of its ACTIVE compartments."""
+    if compartment_id == caller.tenancy_id:
+        return
+    res = repo.get(conn, compartment_id, "compartment") if is_ocid(compartment_id) else None
+    if res is None or res.tenancy_id != caller.tenancy_id or res.lifecycle_state != ACTIVE:
+        raise NotAuthorizedOrNotFound(f"Compartment {compartment_id} not found or not authorized.")
+
+
+def check_if_match(res: repo.Resource, if_match: str | None) -> None:
+    if if_match is not None and if_match.strip('"') != res.etag:
+        raise NoEtagMatch(
+            f"The if-match etag {if_match} does not match the current etag of {res.id}; "
+            "get the resource again and retry with its current etag."
+        )
+
+
+def tombstone_until(ttl_seconds: float) -> int:
+    return now_us() + int(ttl_seconds * 1_000_000)
+
+
+def body_hash(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def idempotent_create(
+    conn: sa.Connection,
+    caller: Caller,
+    operation: str,
+    token: str | None,
+    request_hash: str,
+    create: Callable[[], repo.Resource],
+) -> tuple[repo.Resource, bool]:
+    """Run ``create`` once per retry token: a repeat with the same body returns the resource
+    created the first time (``(res, False)``); a different body is a 409 Conflict; a token
+    whose resource was purged is a 409 InvalidatedRetryToken. Must run inside a write
+    transaction so concurrent duplicates serialise."""
+    if token is None:
+        return create(), True
+    cutoff = now_us() - limits.RETRY_TOKEN_TTL_SECONDS * 1_000_000
+    seen = retry_tokens.find(conn, caller.tenancy_id, operation, token, cutoff)
+    if seen is not None:
+        if seen.body_hash != request_hash:
+            raise Conflict(
+                f"The opc-retry-token {token!r} was already used for a different "
+                f"{operation} request; use a new token."
+            )
+        existing = repo.get(conn, seen.resource_id)
+        if existing is None:
+            raise InvalidatedRetryToken(
+                f"The resource created with opc-retry-token {token!r} no longer exists; "
+                "use a new token."
+            )
+        return existing, False
+    res = create()
+    retry_tokens.record(conn, caller.tenancy_id, operation, token, request_hash, res.id, now_us())
+    return res, True
+
+
+class PageTokens:
+    """Opaque page tokens: the last row's sort key, bound to the query's filters by an HMAC."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def encode(self, after: tuple[Any, ...], scope: str) -> str:
+        payload = json.dumps(list(after), separators=(",", ":")).encode()
+        mac = hmac.new(self._secret, payload + scope.encode(), hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(mac + payload).decode().rstrip("=")
+
+    def decode(self, token: str, scope: str) -> tuple[Any, ...]:
+        bad = InvalidParameter(
+            "page: the page token is not valid for this request; pass the opc-next-page value "
+            "of the previous response with the same filters."
+        )
+        if len(token) > limits.MAX_PAGE_TOKEN:
+            raise bad
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except ValueError as exc:
+            raise bad from exc
+        mac, payload = raw[:12], raw[12:]
+        expected = hmac.new(self._secret, payload + scope.encode(), hashlib.sha256).digest()[:12]
+        if not hmac.compare_digest(mac, expected):
+            raise bad
+        return tuple(json.loads(payload))

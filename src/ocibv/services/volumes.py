@@ -1,0 +1,415 @@
+"""Volumes: create (empty or clone), get, list, update (grow), delete, change compartment.
+
+A volume's data is a sparse image file; its lifecycle never runs ahead of that file:
+AVAILABLE only once the image exists with every byte of its source.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ocibv.domain import limits
+from ocibv.domain.errors import (
+    Conflict,
+    IncorrectState,
+    InvalidParameter,
+    NotAuthorizedOrNotFound,
+)
+from ocibv.domain.lifecycle import (
+    AVAILABLE,
+    FAULTY,
+    PROVISIONING,
+    RESTORING,
+    TERMINATED,
+    TERMINATING,
+)
+from ocibv.domain.ocid import is_ocid, new_ocid
+from ocibv.engine import volume_files
+from ocibv.jobs.runner import JobContext
+from ocibv.services.common import (
+    PageTokens,
+    body_hash,
+    check_if_match,
+    get_related,
+    get_visible,
+    idempotent_create,
+    require_compartment,
+    tombstone_until,
+)
+from ocibv.services.context import Caller, ServiceContext
+from ocibv.services.listing import ListRequest, list_resources
+from ocibv.store import jobs as job_rows
+from ocibv.store import resources as repo
+
+UPDATABLE = (
+    "vpus_per_gb",
+    "is_auto_tune_enabled",
+    "autotune_policies",
+    "is_reservations_enabled",
+    "freeform_tags",
+    "defined_tags",
+)
+
+
+def new_volume(
+    caller: Caller,
+    *,
+    compartment_id: str,
+    availability_domain: str,
+    size_in_gbs: int,
+    display_name: str | None,
+    state: str,
+    source_details: dict[str, Any] | None,
+    attrs: dict[str, Any] | None = None,
+) -> repo.Resource:
+    """An unsaved volume row with every response field defaulted."""
+    volume_id = new_ocid("volume", "phx")
+    base: dict[str, Any] = {
+        "size_in_gbs": size_in_gbs,
+        "vpus_per_gb": 10,
+        "is_hydrated": False,
+        "source_details": source_details,
+        "freeform_tags": {},
+        "defined_tags": {},
+        "system_tags": {},
+        "is_auto_tune_enabled": False,
+        "auto_tuned_vpus_per_gb": None,
+        "autotune_policies": [],
+        "is_reservations_enabled": False,
+        "kms_key_id": None,
+        "cluster_placement_group_id": None,
+        "block_volume_replicas": None,
+    }
+    base.update({k: v for k, v in (attrs or {}).items() if v is not None})
+    return repo.Resource(
+        id=volume_id,
+        kind="volume",
+        tenancy_id=caller.tenancy_id,
+        compartment_id=compartment_id,
+        availability_domain=availability_domain,
+        display_name=display_name or f"volume{volume_id[-8:]}",
+        lifecycle_state=state,
+        attrs=base,
+    )
+
+
+class VolumeService:
+    def __init__(self, ctx: ServiceContext, tokens: PageTokens) -> None:
+        self.ctx = ctx
+        self.tokens = tokens
+
+    # --- operations -------------------------------------------------------------------------
+
+    def create_volume(
+        self, caller: Caller, details: dict[str, Any], retry_token: str | None
+    ) -> repo.Resource:
+        request_hash = body_hash(details)
+        with self.ctx.db.write() as conn:
+
+            def create() -> repo.Resource:
+                return self._create_volume(conn, caller, details)
+
+            res, created = idempotent_create(
+                conn, caller, "create_volume", retry_token, request_hash, create
+            )
+        if created:
+            self.ctx.wake_jobs()
+        return res
+
+    def _create_volume(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
+        require_compartment(conn, caller, details["compartment_id"])
+        source = details.get("source_details")
+        ad = details.get("availability_domain")
+        size_gbs = details.get("size_in_gbs")
+        if size_gbs is None and details.get("size_in_mbs") is not None:
+            size_gbs = details["size_in_mbs"] // 1024
+        job_payload: dict[str, Any] = {}
+        if source is not None and source["type"] == "volume":
+            src = get_related(conn, caller, "volume", source["id"], "sourceDetails.id")
+            if src.lifecycle_state != AVAILABLE:
+                raise IncorrectState(
+                    f"Source volume {src.id} is {src.lifecycle_state}; it must be AVAILABLE "
+                    "to be cloned."
+                )
+            if ad is not None and ad != src.availability_domain:
+                raise InvalidParameter(
+                    "availabilityDomain: a clone must be in the source volume's availability "
+                    f"domain {src.availability_domain}."
+                )
+            ad = src.availability_domain
+            src_gbs = int(src.attrs["size_in_gbs"])
+            size_gbs = size_gbs or src_gbs
+            if size_gbs < src_gbs:
+                raise InvalidParameter(
+                    f"sizeInGBs: {size_gbs} is smaller than the source volume ({src_gbs} GB)."
+                )
+            job_payload = {"clone_from": src.id}
+        if ad is None:
+            raise InvalidParameter("availabilityDomain: required unless cloning a volume.")
+        self._check_ad(ad)
+        res = new_volume(
+            caller,
+            compartment_id=details["compartment_id"],
+            availability_domain=ad,
+            size_in_gbs=size_gbs or limits.DEFAULT_VOLUME_GBS,
+            display_name=details.get("display_name"),
+            state=PROVISIONING,
+            source_details=source,
+            attrs={k: details.get(k) for k in UPDATABLE},
+        )
+        repo.insert(conn, res)
+        job_rows.enqueue(conn, "create_volume", res.id, job_payload)
+        return res
+
+    def get_volume(self, caller: Caller, volume_id: str) -> repo.Resource:
+        with self.ctx.db.read() as conn:
+            return get_visible(conn, caller, "volume", volume_id)
+
+    def list_volumes(
+        self, caller: Caller, request: ListRequest
+    ) -> tuple[list[repo.Resource], str | None]:
+        with self.ctx.db.read() as conn:
+            require_compartment(conn, caller, request.filters["compartment_id"])
+            return list_resources(conn, self.tokens, caller, "volume", request, ad_scoped=True)
+
+    def update_volume(
+        self, caller: Caller, volume_id: str, details: dict[str, Any], if_match: str | None
+    ) -> repo.Resource:
+        with self.ctx.db.write() as conn:
+            res = get_visible(conn, caller, "volume", volume_id)
+            check_if_match(res, if_match)
+            if res.lifecycle_state in (TERMINATING, TERMINATED):
+                raise Conflict(f"Volume {volume_id} is {res.lifecycle_state}.")
+            attrs = dict(res.attrs)
+            for key in UPDATABLE:
+                if details.get(key) is not None:
+                    attrs[key] = details[key]
+            new_size = details.get("size_in_gbs")
+            if new_size is not None and new_size != attrs["size_in_gbs"]:
+                self._grow(conn, res, attrs, int(new_size))
+            repo.update(
+                conn, res, display_name=details.get("display_name") or res.display_name, attrs=attrs
+            )
+            return res
+
+    def _grow(self, conn: Any, res: repo.Resource, attrs: dict[str, Any], new_size: int) -> None:
+        current = int(attrs["size_in_gbs"])
+        if new_size < current:
+            raise InvalidParameter(
+                f"sizeInGBs: a volume can only grow; {new_size} is smaller than {current}."
+            )
+        if res.lifecycle_state != AVAILABLE or res.busy:
+            raise IncorrectState(
+                f"Volume {res.id} is {res.busy or res.lifecycle_state}; resize it when AVAILABLE."
+            )
+        group_id = res.parent_id
+        if group_id:
+            group = repo.get(conn, group_id, "volumegroup")
+            if group is not None:
+                total = int(group.attrs.get("size_in_gbs", 0)) - current + new_size
+                if total > limits.MAX_GROUP_GBS:
+                    raise InvalidParameter(
+                        f"sizeInGBs: volume group {group_id} would exceed "
+                        f"{limits.MAX_GROUP_GBS} GB."
+                    )
+                group_attrs = dict(group.attrs, size_in_gbs=total)
+                repo.update(conn, group, attrs=group_attrs)
+        volume_files.grow_image(self.ctx.settings.volume_path(res.id), new_size * limits.GIB)
+        attrs["size_in_gbs"] = new_size
+        attrs["resized_since_backup"] = True
+
+    def delete_volume(self, caller: Caller, volume_id: str, if_match: str | None) -> None:
+        with self.ctx.db.write() as conn:
+            res = get_visible(conn, caller, "volume", volume_id)
+            check_if_match(res, if_match)
+            if res.lifecycle_state in (TERMINATING, TERMINATED):
+                return
+            if res.parent_id:
+                raise Conflict(
+                    f"Volume {volume_id} is a member of volume group {res.parent_id}; remove "
+                    "it from the group before deleting it."
+                )
+            if res.busy:
+                raise Conflict(f"Volume {volume_id} is busy ({res.busy}); delete it later.")
+            if res.lifecycle_state in (PROVISIONING, RESTORING):
+                raise IncorrectState(
+                    f"Volume {volume_id} is {res.lifecycle_state}; delete it once it is AVAILABLE."
+                )
+            repo.update(conn, res, lifecycle_state=TERMINATING)
+            job_rows.enqueue(conn, "delete_volume", res.id, {})
+        self.ctx.wake_jobs()
+
+    def change_volume_compartment(
+        self, caller: Caller, volume_id: str, compartment_id: str
+    ) -> repo.Resource:
+        with self.ctx.db.write() as conn:
+            res = get_visible(conn, caller, "volume", volume_id)
+            require_compartment(conn, caller, compartment_id)
+            if res.lifecycle_state in (TERMINATING, TERMINATED):
+                raise Conflict(f"Volume {volume_id} is {res.lifecycle_state}.")
+            repo.update(conn, res, compartment_id=compartment_id)
+            return res
+
+    def _check_ad(self, ad: str) -> None:
+        if ad not in self.ctx.settings.availability_domains:
+            names = ", ".join(self.ctx.settings.availability_domains)
+            raise InvalidParameter(
+                f"availabilityDomain: {ad!r} is not an availability domain here ({names})."
+            )
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def run_create_volume(self, job: JobContext) -> None:
+        """Write the image (empty or a sparse copy of the source), then AVAILABLE."""
+        self.provision(job, job.job.resource_id, job.job.payload.get("clone_from"))
+
+    def provision(self, job: JobContext, volume_id: str, clone_from: str | None) -> None:
+        with self.ctx.db.read() as conn:
+            res = repo.get(conn, volume_id, "volume")
+        if res is None or res.lifecycle_state not in (PROVISIONING, RESTORING):
+            return
+        path = self.ctx.settings.volume_path(volume_id)
+        size = int(res.attrs["size_in_gbs"]) * limits.GIB
+        if clone_from:
+            self._clone_image(job, clone_from, path, size)
+        else:
+            volume_files.create_image(path, size)
+        self.finish_provisioning(volume_id)
+
+    def _clone_image(self, job: JobContext, source_id: str, path: Any, size: int) -> None:
+        src_path = self.ctx.settings.volume_path(source_id)
+        total = volume_files.allocated_bytes(src_path)
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            job.progress(done, total)
+
+        volume_files.copy_sparse(src_path, path, size=size, progress=progress)
+        job.progress(total, total, force=True)
+
+    def finish_provisioning(self, volume_id: str) -> bool:
+        with self.ctx.db.write() as conn:
+            res = repo.get(conn, volume_id, "volume")
+            if res is None:
+                return False
+            attrs = dict(res.attrs, is_hydrated=True)
+            return repo.update(
+                conn,
+                res,
+                expected_states=[PROVISIONING, RESTORING],
+                lifecycle_state=AVAILABLE,
+                attrs=attrs,
+            )
+
+    def run_delete_volume(self, job: JobContext) -> None:
+        volume_id = job.job.resource_id
+        volume_files.remove_image(self.ctx.settings.volume_path(volume_id))
+        with self.ctx.db.write() as conn:
+            res = repo.get(conn, volume_id, "volume")
+            if res is not None:
+                repo.update(
+                    conn,
+                    res,
+                    expected_states=[TERMINATING],
+                    lifecycle_state=TERMINATED,
+                    purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds),
+                )
+
+    def mark_faulty(self, volume_id: str) -> None:
+        with self.ctx.db.write() as conn:
+            res = repo.get(conn, volume_id, "volume")
+            if res is not None:
+                repo.update(
+                    conn, res, expected_states=[PROVISIONING, RESTORING], lifecycle_state=FAULTY
+                )
+
+
+def _busy_is_stale(busy: str) -> bool:
+    """A busy mark names its process (``"import pid 123"``); a dead process holds nothing."""
+    _, _, pid = busy.rpartition(" pid ")
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class VolumeDataAccess:
+    """Offline data access for the ``ocibv volume import|export`` commands: the volume is
+    marked busy (in the database, so the running server sees it) for the whole copy."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @staticmethod
+    def data_bytes(path: Path) -> int:
+        return volume_files.allocated_bytes(path)
+
+    def volume_path(self, volume_id: str) -> Path:
+        if not is_ocid(volume_id, "volume"):
+            raise NotAuthorizedOrNotFound(f"{volume_id!r} is not a volume OCID.")
+        return self.ctx.settings.volume_path(volume_id)
+
+    def acquire(self, volume_id: str, purpose: str) -> repo.Resource:
+        self.volume_path(volume_id)
+        with self.ctx.db.write() as conn:
+            res = repo.get(conn, volume_id, "volume")
+            if res is None or res.lifecycle_state == TERMINATED:
+                raise NotAuthorizedOrNotFound(f"Volume {volume_id} not found.")
+            if res.busy and not _busy_is_stale(res.busy):
+                raise Conflict(f"Volume {volume_id} is busy ({res.busy}); try again later.")
+            if res.lifecycle_state != AVAILABLE:
+                raise IncorrectState(
+                    f"Volume {volume_id} is {res.lifecycle_state}; it must be AVAILABLE."
+                )
+            repo.update(conn, res, busy=f"{purpose} pid {os.getpid()}")
+            return res
+
+    def release(self, volume_id: str) -> None:
+        with self.ctx.db.write() as conn:
+            res = repo.get(conn, volume_id, "volume")
+            if res is not None:
+                repo.update(conn, res, busy=None)
+
+    def import_volume(
+        self, volume_id: str, image: Path, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Replace the volume's bytes with ``image`` (zeros after it); returns bytes written."""
+        path = self.volume_path(volume_id)
+        res = self.acquire(volume_id, "import")
+        try:
+            size = int(res.attrs["size_in_gbs"]) * limits.GIB
+            if image.stat().st_size > size:
+                raise InvalidParameter(
+                    f"{image} is {image.stat().st_size} bytes, larger than volume {volume_id} "
+                    f"({res.attrs['size_in_gbs']} GB)."
+                )
+            return volume_files.copy_sparse(image, path, size=size, progress=progress)
+        finally:
+            self.release(volume_id)
+
+    def export_volume(
+        self, volume_id: str, dest: Path, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write the whole volume to ``dest`` keeping holes; returns bytes of data written."""
+        path = self.volume_path(volume_id)
+        self.acquire(volume_id, "export")
+        try:
+            return volume_files.copy_sparse(path, dest, progress=progress)
+        finally:
+            self.release(volume_id)
+
+    def clear_stale_marks(self) -> None:
+        with self.ctx.db.write() as conn:
+            for res in repo.busy_resources(conn):
+                if res.busy and _busy_is_stale(res.busy):
+                    repo.update(conn, res, busy=None)

@@ -1,0 +1,118 @@
+"""Job rows: queued -> running -> done | failed. Claiming is a conditional UPDATE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ocibv.store.database import now_us
+from ocibv.store.tables import jobs
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+@dataclass
+class Job:
+    id: int
+    kind: str
+    resource_id: str
+    state: str
+    payload: dict[str, Any]
+    attempts: int
+    progress_done: int
+    progress_total: int
+    error: str | None
+    created_us: int
+    started_us: int | None
+    heartbeat_us: int | None
+    finished_us: int | None
+    owner: str | None = None
+
+
+def _from_row(row: sa.Row[Any]) -> Job:
+    return Job(**dict(row._mapping))
+
+
+def enqueue(conn: sa.Connection, kind: str, resource_id: str, payload: dict[str, Any]) -> int:
+    result = conn.execute(
+        jobs.insert().values(
+            kind=kind,
+            resource_id=resource_id,
+            state=QUEUED,
+            payload=payload,
+            attempts=0,
+            progress_done=0,
+            progress_total=0,
+            created_us=now_us(),
+        )
+    )
+    pk = result.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+def claim_next(conn: sa.Connection, owner: str) -> Job | None:
+    """Take the oldest queued job for ``owner``; None when there is nothing to do."""
+    while True:
+        row = conn.execute(
+            sa.select(jobs).where(jobs.c.state == QUEUED).order_by(jobs.c.id).limit(1)
+        ).first()
+        if row is None:
+            return None
+        now = now_us()
+        claimed = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == row.id, jobs.c.state == QUEUED)
+            .values(
+                state=RUNNING,
+                owner=owner,
+                attempts=jobs.c.attempts + 1,
+                started_us=now,
+                heartbeat_us=now,
+            )
+        ).rowcount
+        if claimed == 1:
+            job = _from_row(row)
+            job.state, job.owner, job.attempts = RUNNING, owner, job.attempts + 1
+            return job
+
+
+def requeue_orphans(conn: sa.Connection, owner: str) -> int:
+    """Put back jobs left running by any other (dead) owner; returns how many."""
+    return conn.execute(
+        jobs.update()
+        .where(jobs.c.state == RUNNING, jobs.c.owner != owner)
+        .values(state=QUEUED, owner=None)
+    ).rowcount
+
+
+def heartbeat(conn: sa.Connection, job_id: int, done: int, total: int) -> None:
+    conn.execute(
+        jobs.update()
+        .where(jobs.c.id == job_id)
+        .values(heartbeat_us=now_us(), progress_done=done, progress_total=total)
+    )
+
+
+def finish(conn: sa.Connection, job_id: int, state: str, error: str | None = None) -> None:
+    conn.execute(
+        jobs.update()
+        .where(jobs.c.id == job_id)
+        .values(state=state, error=error, finished_us=now_us(), heartbeat_us=now_us())
+    )
+
+
+def active_for(conn: sa.Connection, resource_id: str) -> list[Job]:
+    rows = conn.execute(
+        sa.select(jobs).where(
+            jobs.c.resource_id == resource_id, jobs.c.state.in_([QUEUED, RUNNING])
+        )
+    )
+    return [_from_row(r) for r in rows]
+
+
+def recent(conn: sa.Connection, limit: int = 50) -> list[Job]:
+    rows = conn.execute(sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit))
+    return [_from_row(r) for r in rows]

@@ -1,0 +1,175 @@
+"""Repository of OCI resources: insert, fetch, conditional updates, keyset-paged lists."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ocibv.store.database import now_us
+from ocibv.store.tables import resources
+
+
+def new_etag() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Resource:
+    """One stored resource. ``attrs`` holds the fields that are not columns (snake_case)."""
+
+    id: str
+    kind: str
+    tenancy_id: str
+    compartment_id: str
+    display_name: str
+    lifecycle_state: str
+    availability_domain: str = ""
+    created_us: int = 0
+    updated_us: int = 0
+    etag: str = ""
+    parent_id: str | None = None
+    source_id: str | None = None
+    busy: str | None = None
+    purge_after_us: int | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+_COLUMNS = [c.name for c in resources.columns]
+
+
+def _from_row(row: sa.Row[Any]) -> Resource:
+    values = dict(row._mapping)
+    values["attrs"] = dict(values["attrs"] or {})
+    return Resource(**values)
+
+
+def insert(conn: sa.Connection, res: Resource) -> Resource:
+    now = now_us()
+    res.created_us = res.created_us or now
+    res.updated_us = now
+    res.etag = new_etag()
+    conn.execute(resources.insert().values({name: getattr(res, name) for name in _COLUMNS}))
+    return res
+
+
+def get(conn: sa.Connection, resource_id: str, kind: str | None = None) -> Resource | None:
+    query = sa.select(resources).where(resources.c.id == resource_id)
+    if kind is not None:
+        query = query.where(resources.c.kind == kind)
+    row = conn.execute(query).first()
+    return _from_row(row) if row else None
+
+
+def children(conn: sa.Connection, kind: str, parent_id: str) -> list[Resource]:
+    rows = conn.execute(
+        sa.select(resources)
+        .where(resources.c.kind == kind, resources.c.parent_id == parent_id)
+        .order_by(resources.c.created_us, resources.c.id)
+    )
+    return [_from_row(r) for r in rows]
+
+
+def get_many(conn: sa.Connection, ids: Iterable[str]) -> dict[str, Resource]:
+    id_list = list(ids)
+    if not id_list:
+        return {}
+    rows = conn.execute(sa.select(resources).where(resources.c.id.in_(id_list)))
+    return {r.id: _from_row(r) for r in rows}
+
+
+def update(
+    conn: sa.Connection,
+    res: Resource,
+    *,
+    expected_states: Sequence[str] | None = None,
+    expected_etag: str | None = None,
+    **changes: Any,
+) -> bool:
+    """Apply ``changes`` (columns, or ``attrs=`` a full dict) if the row still matches.
+
+    Conditional on the expected lifecycle states and/or etag; returns False (and changes
+    nothing) when another writer got there first. On success ``res`` is updated in place
+    with a new etag.
+    """
+    values = dict(changes)
+    values["etag"] = new_etag()
+    values["updated_us"] = now_us()
+    query = resources.update().where(resources.c.id == res.id).values(values)
+    if expected_states is not None:
+        query = query.where(resources.c.lifecycle_state.in_(list(expected_states)))
+    if expected_etag is not None:
+        query = query.where(resources.c.etag == expected_etag)
+    if conn.execute(query).rowcount != 1:
+        return False
+    for key, value in values.items():
+        setattr(res, key, value)
+    return True
+
+
+def busy_resources(conn: sa.Connection) -> list[Resource]:
+    rows = conn.execute(sa.select(resources).where(resources.c.busy.is_not(None)))
+    return [_from_row(r) for r in rows]
+
+
+def delete(conn: sa.Connection, resource_id: str) -> None:
+    conn.execute(resources.delete().where(resources.c.id == resource_id))
+
+
+def purge_expired(conn: sa.Connection, now: int) -> list[str]:
+    """Remove tombstones whose keep-until time passed; returns their ids."""
+    ids = list(
+        conn.execute(
+            sa.select(resources.c.id).where(
+                resources.c.purge_after_us.is_not(None), resources.c.purge_after_us < now
+            )
+        ).scalars()
+    )
+    if ids:
+        conn.execute(resources.delete().where(resources.c.id.in_(ids)))
+    return ids
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A filtered, sorted page request over one kind of resource in one tenancy."""
+
+    kind: str
+    tenancy_id: str
+    filters: Mapping[str, Any]  # column name -> exact value
+    sort_by: str  # "TIMECREATED" | "DISPLAYNAME"
+    descending: bool
+    group_by_ad: bool
+    limit: int
+    after: tuple[Any, ...] | None  # the sort key of the last row of the previous page
+
+
+def sort_key(res: Resource, query: ListQuery) -> tuple[Any, ...]:
+    key: tuple[Any, ...] = (
+        res.created_us if query.sort_by == "TIMECREATED" else res.display_name,
+        res.id,
+    )
+    return ((res.availability_domain, *key)) if query.group_by_ad else key
+
+
+def list_page(conn: sa.Connection, query: ListQuery) -> tuple[list[Resource], bool]:
+    """One page (at most ``query.limit`` rows) and whether more rows follow."""
+    primary = resources.c.created_us if query.sort_by == "TIMECREATED" else resources.c.display_name
+    order_cols: list[sa.ColumnElement[Any]] = [primary, resources.c.id]
+    if query.group_by_ad:
+        order_cols.insert(0, resources.c.availability_domain)
+    stmt = sa.select(resources).where(
+        resources.c.kind == query.kind, resources.c.tenancy_id == query.tenancy_id
+    )
+    for column, value in query.filters.items():
+        stmt = stmt.where(resources.c[column] == value)
+    if query.after is not None:
+        row_key = sa.tuple_(*order_cols)
+        after = sa.tuple_(*[sa.literal(v) for v in query.after])
+        stmt = stmt.where(row_key < after if query.descending else row_key > after)
+    stmt = stmt.order_by(*[c.desc() if query.descending else c.asc() for c in order_cols])
+    rows = [_from_row(r) for r in conn.execute(stmt.limit(query.limit + 1))]
+    return rows[: query.limit], len(rows) > query.limit

@@ -1,0 +1,89 @@
+"""Table definitions (the migrations in ``migrations/versions`` create the same schema)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+tenancies = sa.Table(
+    "tenancies",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("tenancy_id", sa.String(255), nullable=False, index=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("tenancy_id", sa.String(255), nullable=False),
+    sa.Column("public_key_pem", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+
+# Every OCI resource (compartments, volumes, groups, backups) is a row here: the columns
+# are what lists filter and sort on, ``attrs`` holds the rest of the resource's fields.
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("tenancy_id", sa.String(255), nullable=False),
+    sa.Column("compartment_id", sa.String(255), nullable=False),
+    sa.Column("availability_domain", sa.String(255), nullable=False, default=""),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    sa.Column("lifecycle_state", sa.String(32), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("parent_id", sa.String(255), nullable=True),
+    sa.Column("source_id", sa.String(255), nullable=True),
+    sa.Column("busy", sa.String(255), nullable=True),
+    sa.Column("purge_after_us", sa.BigInteger, nullable=True),
+    sa.Column("attrs", sa.JSON, nullable=False),
+    sa.Index("ix_resources_list", "tenancy_id", "kind", "compartment_id", "created_us"),
+    sa.Index("ix_resources_parent", "parent_id"),
+)
+
+retry_tokens = sa.Table(
+    "retry_tokens",
+    metadata,
+    sa.Column("tenancy_id", sa.String(255), primary_key=True),
+    sa.Column("operation", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(255), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(255), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("owner", sa.String(64), nullable=True),
+    sa.Column("progress_done", sa.BigInteger, nullable=False, default=0),
+    sa.Column("progress_total", sa.BigInteger, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("started_us", sa.BigInteger, nullable=True),
+    sa.Column("heartbeat_us", sa.BigInteger, nullable=True),
+    sa.Column("finished_us", sa.BigInteger, nullable=True),
+)
