@@ -34,6 +34,16 @@ class Settings:
     job_delay_seconds: float = field(
         default_factory=lambda: _env_float("OCIBV_JOB_DELAY_SECONDS", 0.0)
     )
+    # Test knob: the length of a retention "day" (so tests can watch a retention expire).
+    retention_day_seconds: float = field(
+        default_factory=lambda: _env_float("OCIBV_RETENTION_DAY_SECONDS", 86400.0)
+    )
+    gc_interval_seconds: float = field(
+        default_factory=lambda: _env_float("OCIBV_GC_INTERVAL_SECONDS", 3600.0)
+    )
+    gc_grace_seconds: float = field(
+        default_factory=lambda: _env_float("OCIBV_GC_GRACE_SECONDS", 3600.0)
+    )
     workers: int = 2
 
     @property

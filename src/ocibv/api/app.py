@@ -8,7 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from ocibv.api import identity, volume_groups, volumes
+from ocibv.api import (
+    identity,
+    volume_backups,
+    volume_group_backups,
+    volume_groups,
+    volumes,
+)
 from ocibv.api.auth import Authenticator
 from ocibv.api.endpoint import ApiContext, request_id_for
 from ocibv.api.wire import error_response
@@ -35,6 +41,8 @@ def create_app(services: Services) -> Starlette:
         *identity.routes(api, services.identity, services.settings.region_key),
         *volumes.routes(api, services.volumes),
         *volume_groups.routes(api, services.volume_groups),
+        *volume_backups.routes(api, services.volume_backups),
+        *volume_group_backups.routes(api, services.volume_group_backups),
     ]
     return Starlette(
         routes=[Mount(API_VERSION, routes=routes)],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from ocibv.domain import limits
@@ -43,6 +43,10 @@ def _vpus(value: int | None) -> int | None:
     return value
 
 
+# A field validator (not a model validator) so that errors are located at ``vpusPerGB``.
+VpusPerGB = Annotated[int | None, AfterValidator(_vpus)]
+
+
 class AutotunePolicy(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", alias_generator=to_camel)
     autotune_type: Literal["DETACHED_VOLUME", "PERFORMANCE_BASED"]
@@ -75,7 +79,7 @@ class CreateVolumeDetails(Tagged):
         le=limits.MAX_VOLUME_GBS * 1024,
         multiple_of=1024,
     )
-    vpus_per_gb: int | None = Field(default=None, alias="vpusPerGB")
+    vpus_per_gb: VpusPerGB = Field(default=None, alias="vpusPerGB")
     is_auto_tune_enabled: bool | None = None
     autotune_policies: list[AutotunePolicy] | None = None
     is_reservations_enabled: bool | None = None
@@ -84,7 +88,6 @@ class CreateVolumeDetails(Tagged):
 
     @model_validator(mode="after")
     def _check(self) -> CreateVolumeDetails:
-        _vpus(self.vpus_per_gb)
         if self.size_in_gbs is not None and self.size_in_mbs is not None:
             raise ValueError("give sizeInGBs or sizeInMBs, not both")
         return self
@@ -92,18 +95,13 @@ class CreateVolumeDetails(Tagged):
 
 class UpdateVolumeDetails(Tagged):
     display_name: DisplayName | None = None
-    vpus_per_gb: int | None = Field(default=None, alias="vpusPerGB")
+    vpus_per_gb: VpusPerGB = Field(default=None, alias="vpusPerGB")
     size_in_gbs: int | None = Field(
         default=None, alias="sizeInGBs", ge=limits.MIN_VOLUME_GBS, le=limits.MAX_VOLUME_GBS
     )
     is_auto_tune_enabled: bool | None = None
     autotune_policies: list[AutotunePolicy] | None = None
     is_reservations_enabled: bool | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> UpdateVolumeDetails:
-        _vpus(self.vpus_per_gb)
-        return self
 
 
 class VolumeGroupSource(BaseModel):
@@ -163,3 +161,40 @@ def refuse_unbuilt(raw: dict[str, Any], *names: str) -> None:
     for name in names:
         if raw.get(name) not in (None, [], ""):
             raise InvalidParameter(f"{name}: {UNBUILT[name]}; omit this field.")
+
+
+class RetentionPeriod(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", alias_generator=to_camel)
+    retention_time_unit: Literal["DAYS", "YEARS"]
+    retention_time_amount: int = Field(ge=1, le=36500)
+
+
+class RetentionFields(Tagged):
+    retention_period: RetentionPeriod | None = None
+    is_prevent_deletion_enabled: bool | None = None
+    is_retention_lock_enabled: bool | None = None
+    is_indefinite_retention_enabled: bool | None = None
+
+
+BackupType = Literal["FULL", "INCREMENTAL"]
+
+
+class CreateVolumeBackupDetails(RetentionFields):
+    volume_id: Ocid
+    display_name: DisplayName | None = None
+    type: BackupType | None = None
+
+
+class UpdateVolumeBackupDetails(RetentionFields):
+    display_name: DisplayName | None = None
+
+
+class CreateVolumeGroupBackupDetails(RetentionFields):
+    volume_group_id: Ocid
+    compartment_id: Ocid | None = None
+    display_name: DisplayName | None = None
+    type: BackupType | None = None
+
+
+class UpdateVolumeGroupBackupDetails(RetentionFields):
+    display_name: DisplayName | None = None

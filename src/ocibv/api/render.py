@@ -67,6 +67,72 @@ def volume_group(res: Resource) -> dict[str, Any]:
     }
 
 
+def _retention(a: dict[str, Any]) -> dict[str, Any]:
+    period = a.get("retention_period")
+    return {
+        "retentionPeriod": {
+            "retentionTimeUnit": period["retention_time_unit"],
+            "retentionTimeAmount": period["retention_time_amount"],
+        } if period else None,
+        "timeRetentionExpiresAt": timestamp(a.get("retention_expires_us")),
+        "isPreventDeletionEnabled": a.get("is_prevent_deletion_enabled"),
+        "isRetentionLockEnabled": a.get("is_retention_lock_enabled"),
+        "isIndefiniteRetentionEnabled": a.get("is_indefinite_retention_enabled"),
+    }
+
+
+def _mb(n_bytes: int) -> int:
+    return -(-n_bytes // (1024 * 1024))
+
+
+def _gb(n_bytes: int) -> int:
+    return -(-n_bytes // (1024 * 1024 * 1024))
+
+
+def volume_backup(res: Resource) -> dict[str, Any]:
+    a = res.attrs
+    size = int(a["size_in_gbs"])
+    unique = int(a.get("unique_bytes") or 0)
+    return {
+        **_common(res),
+        "systemTags": a.get("system_tags") or {},
+        "type": a["type"],
+        "volumeId": a["volume_id"],
+        "volumeGroupBackupId": a.get("volume_group_backup_id"),
+        "sourceType": a.get("source_type", "MANUAL"),
+        "sourceVolumeBackupId": res.source_id,
+        "expirationTime": None,
+        "timeRequestReceived": timestamp(a.get("time_request_received_us")),
+        "kmsKeyId": a.get("kms_key_id"),
+        "sizeInGBs": size,
+        "sizeInMBs": size * 1024,
+        "uniqueSizeInGBs": _gb(unique),
+        "uniqueSizeInMbs": _mb(unique),
+        **_retention(a),
+    }
+
+
+def volume_group_backup(res: Resource) -> dict[str, Any]:
+    a = res.attrs
+    size = int(a["size_in_gbs"])
+    unique = int(a.get("unique_bytes") or 0)
+    return {
+        **_common(res),
+        "type": a["type"],
+        "volumeBackupIds": list(a.get("volume_backup_ids", [])),
+        "volumeGroupId": res.parent_id,
+        "sourceVolumeGroupBackupId": res.source_id,
+        "sourceType": a.get("source_type", "MANUAL"),
+        "expirationTime": None,
+        "timeRequestReceived": timestamp(a.get("time_request_received_us")),
+        "sizeInGBs": size,
+        "sizeInMBs": size * 1024,
+        "uniqueSizeInGbs": _gb(unique),
+        "uniqueSizeInMbs": _mb(unique),
+        **_retention(a),
+    }
+
+
 def compartment(res: Resource) -> dict[str, Any]:
     return {
         "id": res.id,
@@ -96,6 +162,8 @@ RENDERERS: dict[str, Callable[[Resource], dict[str, Any]]] = {
     "volume": volume,
     "volumegroup": volume_group,
     "compartment": compartment,
+    "volumebackup": volume_backup,
+    "volumegroupbackup": volume_group_backup,
 }
 
 

@@ -11,6 +11,7 @@ import click
 
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
 from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from ocibv.domain.errors import OciError
@@ -111,5 +112,5 @@ def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-main.add_command(volume)
-main.add_command(jobs)
+for command in (volume, jobs, gc, scrub, recover):
+    main.add_command(command)

@@ -5,15 +5,21 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocibv.config import Settings
 from ocibv.domain import limits
 from ocibv.jobs.runner import Handler, JobRunner
+from ocibv.services.backup_catalog import BackupCatalog
+from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.common import PageTokens
 from ocibv.services.context import ServiceContext
+from ocibv.services.housekeeping import StoreHousekeeping
 from ocibv.services.identity import IdentityService
+from ocibv.services.volume_backups import VolumeBackupService
+from ocibv.services.volume_group_backups import VolumeGroupBackupService
 from ocibv.services.volume_groups import VolumeGroupService
 from ocibv.services.volumes import VolumeDataAccess, VolumeService
 from ocibv.store import jobs as job_rows
@@ -48,6 +54,13 @@ class Services:
         self.volumes = VolumeService(self.ctx, tokens)
         self.volume_groups = VolumeGroupService(self.ctx, tokens, self.volumes)
         self.volume_data = VolumeDataAccess(self.ctx)
+        self.catalog = BackupCatalog(settings.store_url)
+        self.backup_runs = BackupRuns(self.ctx, self.catalog)
+        self.volume_backups = VolumeBackupService(self.ctx, tokens, self.backup_runs)
+        self.volume_group_backups = VolumeGroupBackupService(self.ctx, tokens, self.backup_runs)
+        self.store_housekeeping = StoreHousekeeping(self.ctx, self.catalog, self.backup_runs)
+        self.volumes.backups = _Restorer(self.volume_backups, self.backup_runs)
+        self.volume_groups.restore_volumes = self.volume_group_backups.restore_group
         self.runner = JobRunner(
             self.db,
             self.job_handlers(),
@@ -64,6 +77,12 @@ class Services:
             "delete_volume": self.volumes.run_delete_volume,
             "create_volume_group": self.volume_groups.run_create_volume_group,
             "delete_volume_group": self.volume_groups.run_delete_volume_group,
+            "create_volume_backup": self.volume_backups.run_create_volume_backup,
+            "delete_volume_backup": self.volume_backups.run_delete_volume_backup,
+            "create_volume_group_backup":
+                self.volume_group_backups.run_create_volume_group_backup,
+            "delete_volume_group_backup":
+                self.volume_group_backups.run_delete_volume_group_backup,
             "delete_compartment": lambda job: self.identity.finish_delete_compartment(
                 job.job.resource_id
             ),
@@ -78,6 +97,10 @@ class Services:
             self.volumes.mark_faulty(res.id)
         elif res.kind == "volumegroup":
             self.volume_groups.mark_faulty(res.id)
+        elif job.kind == "create_volume_backup":
+            self.volume_backups.fail_create_volume_backup(res.id)
+        elif job.kind == "create_volume_group_backup":
+            self.volume_group_backups.fail_create_volume_group_backup(res.id)
 
     def jobs_overview(self, limit: int = 20) -> list[JobView]:
         with self.db.read() as conn:
@@ -107,9 +130,14 @@ class Services:
             log.info("purged %d terminated resource(s)", len(purged))
 
     def _housekeeping(self) -> None:
-        while not self._housekeeping_stop.wait(min(60.0, self.settings.tombstone_seconds / 2)):
+        interval = min(60.0, self.settings.tombstone_seconds / 2, self.settings.gc_interval_seconds)
+        last_gc = time.monotonic()
+        while not self._housekeeping_stop.wait(interval):
             try:
                 self.housekeeping_once()
+                if time.monotonic() - last_gc >= self.settings.gc_interval_seconds:
+                    last_gc = time.monotonic()
+                    self.store_housekeeping.collect_garbage()
             except Exception:
                 log.exception("housekeeping failed")
 
@@ -135,3 +163,11 @@ def job_view(job: job_rows.Job) -> JobView:
     seconds = (end - job.started_us) / 1e6 if job.started_us and end > job.started_us else 0.0
     rate = job.progress_done / seconds / 1e6 if seconds else 0.0
     return JobView(job.id, job.kind, job.state, job.resource_id, percent, rate)
+
+
+class _Restorer:
+    """What VolumeService needs to create a volume from a backup."""
+
+    def __init__(self, backups: VolumeBackupService, runs: BackupRuns) -> None:
+        self.restore_source = backups.restore_source
+        self.restore_image = runs.restore_image

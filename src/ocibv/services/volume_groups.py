@@ -17,6 +17,7 @@ from ocibv.domain.lifecycle import (
     AVAILABLE,
     FAULTY,
     PROVISIONING,
+    RESTORING,
     TERMINATED,
     TERMINATING,
 )
@@ -46,8 +47,9 @@ class VolumeGroupService:
         self.ctx = ctx
         self.tokens = tokens
         self.volumes = volumes
-        # Restores from group backups plug in here (``volumeGroupBackupId`` sources).
-        self.restore_sources: dict[str, Any] = {}
+        # Restores from group backups plug in here: ``(conn, caller, group, source)`` ->
+        # the new (unsaved) RESTORING volumes (set by the container).
+        self.restore_volumes: Any = None
 
     def create_volume_group(
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
@@ -98,12 +100,20 @@ class VolumeGroupService:
             job_rows.enqueue(conn, "create_volume_group", group.id, {})
         elif kind == "volumeGroupId":
             self._clone_group(conn, caller, group, source["volumeGroupId"])
-        elif kind in self.restore_sources:
-            self.restore_sources[kind](conn, caller, group, source)
+        elif kind == "volumeGroupBackupId" and self.restore_volumes is not None:
+            restored = self.restore_volumes(conn, caller, group, source)
+            for volume in restored:
+                repo.insert(conn, volume)
+            repo.insert(conn, group)
+            self._set_members(conn, group, restored)
+            job_rows.enqueue(
+                conn, "create_volume_group", group.id,
+                {"restores": {v.id: v.attrs["source_details"]["id"] for v in restored}},
+            )
         else:
             raise InvalidParameter(
-                f"sourceDetails.type: {kind!r} is not supported here (volumeIds, volumeGroupId"
-                f"{''.join(', ' + k for k in self.restore_sources)})."
+                f"sourceDetails.type: {kind!r} is not supported here "
+                "(volumeIds, volumeGroupId, volumeGroupBackupId)."
             )
         return group
 
@@ -271,7 +281,9 @@ class VolumeGroupService:
         """Clone each new member (if any), then AVAILABLE and hydrated."""
         group_id = job.job.resource_id
         for clone_id, source_id in job.job.payload.get("clones", {}).items():
-            self.volumes.provision(job, clone_id, source_id)
+            self.volumes.provision(job, clone_id, clone_from=source_id)
+        for volume_id, backup_id in job.job.payload.get("restores", {}).items():
+            self.volumes.provision(job, volume_id, restore_from=backup_id)
         self.finish_group(group_id)
 
     def finish_group(self, group_id: str) -> None:
@@ -305,5 +317,6 @@ class VolumeGroupService:
                 return
             repo.update(conn, group, expected_states=[PROVISIONING], lifecycle_state=FAULTY)
             for vol in repo.get_many(conn, group.attrs.get("volume_ids", [])).values():
-                if vol.lifecycle_state in (PROVISIONING,):
-                    repo.update(conn, vol, expected_states=[PROVISIONING], lifecycle_state=FAULTY)
+                if vol.lifecycle_state in (PROVISIONING, RESTORING):
+                    repo.update(conn, vol, expected_states=[PROVISIONING, RESTORING],
+                                lifecycle_state=FAULTY)

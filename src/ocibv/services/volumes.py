@@ -96,10 +96,21 @@ def new_volume(
     )
 
 
+def _at_least(size_gbs: int | None, source_gbs: int, what: str) -> int:
+    if size_gbs is not None and size_gbs < source_gbs:
+        raise InvalidParameter(
+            f"sizeInGBs: {size_gbs} is smaller than {what} ({source_gbs} GB)."
+        )
+    return size_gbs or source_gbs
+
+
 class VolumeService:
     def __init__(self, ctx: ServiceContext, tokens: PageTokens) -> None:
         self.ctx = ctx
         self.tokens = tokens
+        # Restores plug in here: ``restore_source(conn, caller, backup_id, field) -> GB`` and
+        # ``restore_image(job, volume_id, backup_id)`` (set by the container).
+        self.backups: Any = None
 
     # --- operations -------------------------------------------------------------------------
 
@@ -127,6 +138,9 @@ class VolumeService:
         if size_gbs is None and details.get("size_in_mbs") is not None:
             size_gbs = details["size_in_mbs"] // 1024
         job_payload: dict[str, Any] = {}
+        state = PROVISIONING
+        if source is None and details.get("volume_backup_id"):
+            source = {"type": "volumeBackup", "id": details["volume_backup_id"]}
         if source is not None and source["type"] == "volume":
             src = get_related(conn, caller, "volume", source["id"], "sourceDetails.id")
             if src.lifecycle_state != AVAILABLE:
@@ -140,13 +154,18 @@ class VolumeService:
                     f"domain {src.availability_domain}."
                 )
             ad = src.availability_domain
-            src_gbs = int(src.attrs["size_in_gbs"])
-            size_gbs = size_gbs or src_gbs
-            if size_gbs < src_gbs:
-                raise InvalidParameter(
-                    f"sizeInGBs: {size_gbs} is smaller than the source volume ({src_gbs} GB)."
-                )
+            size_gbs = _at_least(size_gbs, int(src.attrs["size_in_gbs"]), "the source volume")
             job_payload = {"clone_from": src.id}
+        elif source is not None and source["type"] == "volumeBackup" and self.backups:
+            backup_gbs = self.backups.restore_source(conn, caller, source["id"], "sourceDetails.id")
+            size_gbs = _at_least(size_gbs, backup_gbs, "the backed-up volume")
+            job_payload = {"restore_from": source["id"]}
+            state = RESTORING
+        elif source is not None:
+            raise InvalidParameter(
+                f"sourceDetails.type: {source['type']!r} is not supported here "
+                "(volume, volumeBackup)."
+            )
         if ad is None:
             raise InvalidParameter("availabilityDomain: required unless cloning a volume.")
         self._check_ad(ad)
@@ -156,7 +175,7 @@ class VolumeService:
             availability_domain=ad,
             size_in_gbs=size_gbs or limits.DEFAULT_VOLUME_GBS,
             display_name=details.get("display_name"),
-            state=PROVISIONING,
+            state=state,
             source_details=source,
             attrs={k: details.get(k) for k in UPDATABLE},
         )
@@ -263,10 +282,13 @@ class VolumeService:
     # --- jobs -----------------------------------------------------------------------------
 
     def run_create_volume(self, job: JobContext) -> None:
-        """Write the image (empty or a sparse copy of the source), then AVAILABLE."""
-        self.provision(job, job.job.resource_id, job.job.payload.get("clone_from"))
+        """Write the image (empty, a sparse copy, or a restore), then AVAILABLE."""
+        payload = job.job.payload
+        self.provision(job, job.job.resource_id, clone_from=payload.get("clone_from"),
+                       restore_from=payload.get("restore_from"))
 
-    def provision(self, job: JobContext, volume_id: str, clone_from: str | None) -> None:
+    def provision(self, job: JobContext, volume_id: str, *, clone_from: str | None = None,
+                  restore_from: str | None = None) -> None:
         with self.ctx.db.read() as conn:
             res = repo.get(conn, volume_id, "volume")
         if res is None or res.lifecycle_state not in (PROVISIONING, RESTORING):
@@ -275,6 +297,8 @@ class VolumeService:
         size = int(res.attrs["size_in_gbs"]) * limits.GIB
         if clone_from:
             self._clone_image(job, clone_from, path, size)
+        elif restore_from:
+            self.backups.restore_image(job, volume_id, restore_from)
         else:
             volume_files.create_image(path, size)
         self.finish_provisioning(volume_id)

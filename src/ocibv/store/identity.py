@@ -75,3 +75,16 @@ def find_key(conn: sa.Connection, tenancy_id: str, user_id: str, fingerprint: st
             api_keys.c.fingerprint == fingerprint,
         )
     ).scalar_one_or_none()
+
+
+def keys_of_tenancy(conn: sa.Connection, tenancy_id: str) -> list[dict[str, str]]:
+    """Users of a tenancy with their public keys: ``[{id, name, fingerprint, pem}]``."""
+    rows = conn.execute(
+        sa.select(users.c.id, users.c.name, api_keys.c.fingerprint, api_keys.c.public_key_pem)
+        .select_from(users.join(api_keys, api_keys.c.user_id == users.c.id))
+        .where(users.c.tenancy_id == tenancy_id)
+    )
+    return [
+        {"id": r.id, "name": r.name, "fingerprint": r.fingerprint, "pem": r.public_key_pem}
+        for r in rows
+    ]

@@ -56,6 +56,12 @@ def insert(conn: sa.Connection, res: Resource) -> Resource:
     return res
 
 
+def insert_exact(conn: sa.Connection, res: Resource) -> Resource:
+    """Insert a row as given (times and etag included): for recovery."""
+    conn.execute(resources.insert().values({name: getattr(res, name) for name in _COLUMNS}))
+    return res
+
+
 def get(conn: sa.Connection, resource_id: str, kind: str | None = None) -> Resource | None:
     query = sa.select(resources).where(resources.c.id == resource_id)
     if kind is not None:
@@ -108,6 +114,15 @@ def update(
     for key, value in values.items():
         setattr(res, key, value)
     return True
+
+
+def of_kind(conn: sa.Connection, tenancy_id: str, kind: str) -> list[Resource]:
+    rows = conn.execute(
+        sa.select(resources)
+        .where(resources.c.tenancy_id == tenancy_id, resources.c.kind == kind)
+        .order_by(resources.c.created_us, resources.c.id)
+    )
+    return [_from_row(r) for r in rows]
 
 
 def busy_resources(conn: sa.Connection) -> list[Resource]:

@@ -1,0 +1,53 @@
+"""``ocibv gc``, ``ocibv scrub`` and ``ocibv recover``: housekeeping of the backup store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ocibv.cli.common import data_dir_option, open_services
+
+
+@click.command()
+@data_dir_option
+@click.option("--grace-seconds", type=float, default=None,
+              help="Keep unreferenced chunks younger than this (default: the server's setting).")
+def gc(data_dir: Path, grace_seconds: float | None) -> None:
+    """Delete chunks that no backup references (safe while backups run)."""
+    services = open_services(data_dir)
+    totals = services.store_housekeeping.collect_garbage(grace_seconds)
+    click.echo(f"gc: {totals['deleted_chunks']} chunk(s) deleted, "
+               f"{totals['freed_bytes']} bytes freed in {totals['tenancies']} tenancy store(s)")
+
+
+@click.command()
+@data_dir_option
+def scrub(data_dir: Path) -> None:
+    """Re-verify every stored chunk; name the backups a damaged chunk affects."""
+    services = open_services(data_dir)
+    result = services.store_housekeeping.scrub()
+    click.echo(f"scrub: {result.chunks_checked} chunk(s) checked, {len(result.damaged)} damaged")
+    for digest in result.damaged:
+        click.echo(f"  damaged chunk {digest}")
+    for backup_id, kind, name in result.affected:
+        click.echo(f"  affected {kind} {backup_id} ({name})")
+    if result.damaged:
+        click.echo("scrub: run a FULL backup of the affected volumes to repair the store", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@data_dir_option
+def recover(data_dir: Path) -> None:
+    """Rebuild the backup catalog from the store alone (after the database is lost).
+
+    Run it with the server stopped; then start the server again.
+    """
+    services = open_services(data_dir)
+    result = services.store_housekeeping.recover()
+    click.echo(f"recover: {result.tenancies} tenancy(ies), {result.compartments} compartment(s), "
+               f"{result.backups} backup(s) restored to the catalog")
+    for line in result.skipped:
+        click.echo(f"  skipped {line}")

@@ -1,0 +1,216 @@
+"""Local directory backend: one file per object under a root directory.
+
+Writes follow restic's ``local.Save``: write a temporary file in the target directory,
+fsync it, rename it into place. An object visible under its name therefore always has its
+full content on disk, even after a crash; the directory entry itself becomes durable when
+:meth:`LocalBackend.sync` fsyncs every directory changed since the last sync. Measured on the
+2-core dev VM (6,000 files of 128 KiB): fsync per file from 8 threads took 1.1-1.5 s,
+rename-without-fsync + one ``syncfs`` 0.9-1.5 s — the same within noise, and per-file fsync
+needs no crash recovery (a renamed-but-unsynced file could be empty after a crash and would
+then be trusted by deduplication), so per-file fsync it is. Callers get the parallelism by
+calling :meth:`put` from several threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from ocibv.engine.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
+from ocibv.engine.errors import BackendError, ObjectNotFound
+
+_TMP_PREFIX = ".tmp-"
+_GC_PREFIX = ".gc-"
+
+
+class LocalBackend(Backend):
+    """Objects as files below ``root``; key ``a/b/c`` is the file ``root/a/b/c``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self._root = Path(root).absolute()
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot create store directory {self._root}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._dirty_dirs: set[str] = set()
+        self._known_dirs: set[str] = {str(self._root)}
+
+    @property
+    def root(self) -> Path:
+        """The directory holding the objects."""
+        return self._root
+
+    @property
+    def url(self) -> str:
+        return self._root.as_uri()
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self._root, validate_key(key))
+
+    def _ensure_dir(self, directory: str) -> None:
+        if directory in self._known_dirs:
+            return
+        missing: list[str] = []
+        d = directory
+        while d not in self._known_dirs and not os.path.isdir(d):
+            missing.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d)
+            with self._lock:  # a new directory's entry lives in its parent
+                self._dirty_dirs.add(os.path.dirname(d))
+        with self._lock:
+            self._known_dirs.add(directory)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        directory, name = os.path.split(path)
+        tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
+        try:
+            self._ensure_dir(directory)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise BackendError(f"cannot store {key}: {exc}") from exc
+        with self._lock:
+            self._dirty_dirs.add(directory)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                return f.read()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key}") from None
+        except OSError as exc:
+            raise BackendError(f"cannot read {key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self._path(key))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BackendError(f"cannot delete {key}: {exc}") from exc
+        with self._lock:
+            self._dirty_dirs.add(os.path.dirname(path))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        # Walk only the directory the prefix points into, then filter by the prefix.
+        base_rel = prefix.rpartition("/")[0]
+        base = os.path.join(self._root, base_rel) if base_rel else str(self._root)
+        yield from self._walk(base, base_rel, prefix)
+
+    def _walk(self, directory: str, rel: str, prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise BackendError(f"cannot list {rel or '/'}: {exc}") from exc
+        for entry in entries:
+            if entry.name.startswith("."):  # temporaries and GC quarantine, never objects
+                continue
+            key = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if key.startswith(prefix) or prefix.startswith(key + "/"):
+                    yield from self._walk(entry.path, key, prefix)
+            elif key.startswith(prefix):
+                yield key
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key}") from None
+        except OSError as exc:
+            raise BackendError(f"cannot stat {key}: {exc}") from exc
+        return ObjectInfo(size=st.st_size, mtime=st.st_mtime)
+
+    def touch(self, key: str) -> int | None:
+        path = self._path(key)
+        try:
+            os.utime(path)
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackendError(f"cannot touch {key}: {exc}") from exc
+
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
+        path = self._path(key)
+        directory, name = os.path.split(path)
+        try:
+            if os.stat(path).st_mtime >= cutoff:
+                return False
+            # Move the object aside first, then look at its timestamp again: a touch that
+            # landed between the stat and the rename is visible on the moved inode, and a
+            # touch after the rename fails (the toucher rewrites the object).
+            aside = os.path.join(directory, f"{_GC_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise BackendError(f"cannot delete {key}: {exc}") from exc
+        try:
+            if os.stat(aside).st_mtime >= cutoff:
+                # Put it back unless the toucher has already written a fresh copy.
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)
+                return False
+            return True
+        finally:
+            os.unlink(aside)
+            with self._lock:
+                self._dirty_dirs.add(directory)
+
+    def sync(self) -> None:
+        with self._lock:
+            dirs, self._dirty_dirs = self._dirty_dirs, set()
+        try:
+            for directory in sorted(dirs, key=len, reverse=True):  # children before parents
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            with self._lock:
+                self._dirty_dirs |= dirs
+            raise BackendError(f"cannot sync store {self._root}: {exc}") from exc
+
+    def cleanup(self, cutoff: float) -> int:
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self._root):
+            for name in filenames:
+                if not name.startswith((_TMP_PREFIX, _GC_PREFIX)):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
