@@ -222,7 +222,10 @@ def held_import(
             f.write(block[n:] + block[:n])
     proc = subprocess.Popen(
         [OCIBV, "volume", "import", volume, str(big)],
-        env=server._env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=server._env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -334,9 +337,7 @@ def test_malformed_volume_id_is_refused_and_touches_nothing_outside(
     assert (root / "etc" / "passwd.img").read_bytes() == b"precious"
 
 
-def test_unknown_volume_is_refused(
-    server: Server, compartment: str, tmp_path: Path
-) -> None:
+def test_unknown_volume_is_refused(server: Server, compartment: str, tmp_path: Path) -> None:
     image = tmp_path / "img"
     image.write_bytes(os.urandom(4 * KiB))
     out = tmp_path / "out.img"
@@ -344,9 +345,7 @@ def test_unknown_volume_is_refused(
     refused(server.ocibv("volume", "import", missing, str(image), check=False), "not found")
     refused(server.ocibv("volume", "export", missing, str(out), check=False), "not found")
     # An OCID of another kind is not a volume either.
-    refused(
-        server.ocibv("volume", "export", compartment, str(out), check=False), "not a volume"
-    )
+    refused(server.ocibv("volume", "export", compartment, str(out), check=False), "not a volume")
     assert not out.exists()
     assert not (server.data_dir / "volumes" / f"{missing}.img").exists()
 

@@ -24,9 +24,7 @@ def _wait_volume(bs: oci.core.BlockstorageClient, volume_id: str, state: str) ->
 
 
 def _wait_group(bs: oci.core.BlockstorageClient, group_id: str, state: str) -> Any:
-    return oci.wait_until(
-        bs, bs.get_volume_group(group_id), "lifecycle_state", state, **WAIT
-    ).data
+    return oci.wait_until(bs, bs.get_volume_group(group_id), "lifecycle_state", state, **WAIT).data
 
 
 def _new_compartment(srv: Server) -> str:
@@ -124,9 +122,7 @@ def test_kill_9_mid_transition_then_restart_completes(
     )
     group_details = _group_details(compartment, ad, _volumes_from_ids([m1, m2]))
     group_clone_details = _group_details(
-        compartment, ad, oci.core.models.VolumeGroupSourceFromVolumeGroupDetails(
-            volume_group_id=g1
-        )
+        compartment, ad, oci.core.models.VolumeGroupSourceFromVolumeGroupDetails(volume_group_id=g1)
     )
     new = bs.create_volume(new_details, opc_retry_token=tokens["new"]).data
     clone = bs.create_volume(clone_details, opc_retry_token=tokens["clone"]).data
@@ -180,9 +176,7 @@ def test_kill_9_mid_transition_then_restart_completes(
     assert set(_all_volumes(bs, compartment)) == expected
 
 
-def test_clean_restart_keeps_everything(
-    make_server: Callable[..., Server], tmp_path: Path
-) -> None:
+def test_clean_restart_keeps_everything(make_server: Callable[..., Server], tmp_path: Path) -> None:
     srv = make_server().start()
     bs = srv.blockstorage()
     compartment, ad = _new_compartment(srv), _ad(srv)

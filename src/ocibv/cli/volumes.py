@@ -41,7 +41,9 @@ def volume_export(data_dir: Path, volume_id: str, file: Path) -> None:
     """Write the whole of VOLUME_ID to FILE (holes stay holes)."""
     services = open_services(data_dir)
     try:
-        total = services.volume_data.data_bytes(services.volume_data.volume_path(volume_id))
+        path = services.volume_data.volume_path(volume_id)
+        # No image: an unknown, deleted or unprovisioned volume; export_volume says which.
+        total = services.volume_data.data_bytes(path) if path.exists() else 0
         with tqdm(total=total, unit="B", unit_scale=True, desc="export", leave=False) as bar:
             written = services.volume_data.export_volume(volume_id, file, bar.update)
     except (OciError, VolumeImageError, FileNotFoundError) as exc:
