@@ -199,6 +199,30 @@ def test_small_clock_skew_is_fine(server: Server, compartment: str) -> None:
         assert resp.status == 200, resp.body
 
 
+def test_x_date_replaces_date(server: Server, compartment: str) -> None:
+    """A signed x-date wins over date (for clients that cannot set date)."""
+    raw = RawClient(server)
+    cfg = raw.config
+    signer = oci.signer.Signer(cfg["tenancy"], cfg["user"], cfg["fingerprint"], cfg["key_file"])
+    signer.create_signers(signer.api_key, signer.private_key,
+                          ["x-date", "(request-target)", "host"],
+                          ["content-length", "content-type", "x-content-sha256"])
+    url = f"/volumes?compartmentId={compartment}"
+    fresh, stale = old_date(0), old_date(900)
+    assert raw.get(url, signer=signer, headers={"x-date": fresh, "date": stale}).status == 200
+    assert_unauthenticated(raw.get(url, signer=signer, headers={"x-date": stale, "date": fresh}))
+    created = raw.post("/volumes", {"compartmentId": compartment, "sizeInGBs": 50,
+                                    "availabilityDomain": "Uocm:PHX-AD-1"},
+                       signer=signer, headers={"x-date": fresh, "date": stale})
+    assert created.status == 200, created.body
+
+    def swap_x_date(req: PreparedRequest) -> None:
+        req.headers["x-date"] = old_date(-1)
+
+    assert_unauthenticated(raw.get(url, signer=signer, headers={"x-date": fresh},
+                                   after_sign=swap_x_date))
+
+
 def test_bad_date_header(server: Server, compartment: str) -> None:
     raw = RawClient(server)
     for date in ("yesterday", "2026-01-01T00:00:00Z", ""):

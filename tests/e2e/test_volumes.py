@@ -308,6 +308,21 @@ def test_grow_and_shrink(
         bs.update_volume(vol.id, M.UpdateVolumeDetails(size_in_gbs=32769))
 
 
+def test_grow_group_member(
+    server: Server, bs: oci.core.BlockstorageClient, compartment: str
+) -> None:
+    a = create_volume(bs, compartment, AD1)
+    b = create_volume(bs, compartment, AD1, size_in_gbs=60)
+    group = create_group(bs, compartment, AD1, [a.id, b.id])
+    assert group.size_in_gbs == 110
+    before = bs.get_volume_group(group.id).headers["etag"]
+    bs.update_volume(a.id, M.UpdateVolumeDetails(size_in_gbs=90))
+    after = bs.get_volume_group(group.id)
+    assert (after.data.size_in_gbs, after.data.size_in_mbs) == (150, 150 * 1024)
+    assert after.headers["etag"] != before
+    assert image_path(server, a.id).stat().st_size == 90 * GIB
+
+
 def test_update_unknown_volume(bs: oci.core.BlockstorageClient) -> None:
     with service_error(404, "NotAuthorizedOrNotFound"):
         bs.update_volume(
@@ -340,6 +355,7 @@ def test_clone_copies_data(
     assert clone.size_in_gbs == 50
     assert isinstance(clone.source_details, M.VolumeSourceFromVolumeDetails)
     assert clone.source_details.id == src.id
+    assert clone.volume_group_id is None
 
     done = wait_volume(bs, clone.id)
     assert done.is_hydrated is True

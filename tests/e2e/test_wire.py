@@ -351,7 +351,9 @@ def test_paging(server: Server, raw: RawClient, bs: oci.core.BlockstorageClient,
     assert [v["id"] for v in cli["data"]] == newest_first
 
 
-@pytest.mark.parametrize("limit", ["0", "101", "abc", "-1", "1.5", ""])
+@pytest.mark.parametrize(
+    "limit", ["0", "101", "abc", "-1", "1.5", "", "+5", "%205", "%C2%B2", "%D9%A1", "1e1"]
+)
 def test_bad_limit(raw: RawClient, compartment: str, limit: str) -> None:
     resp = raw.get(f"/volumes?compartmentId={compartment}&limit={limit}")
     assert_error(resp, 400, "InvalidParameter", "limit")
@@ -379,7 +381,17 @@ def test_garbage_page_token(raw: RawClient, compartment: str, page: str) -> None
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"compartmentId": ', b"not json", b"\xff\xfe{}", b'{"a": 1}{"b": 2}', b"[1, 2]", b'"x"'],
+    [
+        b'{"compartmentId": ',
+        b"not json",
+        b"\xff\xfe{}",
+        b'{"a": 1}{"b": 2}',
+        b"[1, 2]",
+        b'"x"',
+        b"null",
+        b'{"compartmentId": "x", "sourceDetails": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    ],
+    ids=["truncated", "text", "bad-utf8", "two-objects", "array", "string", "null", "deep"],
 )
 def test_malformed_json(raw: RawClient, body: bytes) -> None:
     assert_error(raw.post("/volumes", body), 400, "CannotParseRequest")
@@ -425,10 +437,28 @@ def test_missing_required(raw: RawClient, compartment: str, ad: str) -> None:
     assert_error(raw.get("/volumeGroups"), 400, "MissingParameter", "compartmentId")
     group = {"compartmentId": compartment, "availabilityDomain": ad}
     assert_error(raw.post("/volumeGroups", group), 400, "MissingParameter", "sourceDetails")
+    # Fields the source type makes required.
     assert_error(
         raw.post("/volumeGroups", {**group, "sourceDetails": {"type": "volumeIds"}}),
-        400, "InvalidParameter", "volumeIds",
+        400, "MissingParameter", "sourceDetails.volumeIds",
     )
+    assert_error(
+        raw.post("/volumeGroups", {**group, "sourceDetails": {"type": "volumeGroupId"}}),
+        400, "MissingParameter", "sourceDetails.volumeGroupId",
+    )
+    volume = {"compartmentId": compartment, "availabilityDomain": ad}
+    for source_type in ("volume", "volumeBackup", "blockVolumeReplica"):
+        assert_error(
+            raw.post("/volumes", {**volume, "sourceDetails": {"type": source_type}}),
+            400, "MissingParameter", "sourceDetails.id",
+        )
+    assert_error(
+        raw.post("/volumes", {**volume, "sourceDetails": {"type": "volumeBackupDelta",
+                                                          "firstBackupId": "x"}}),
+        400, "MissingParameter", "sourceDetails.secondBackupId",
+    )
+    assert_error(raw.post("/volumes", {**volume, "sourceDetails": {"id": "x"}}),
+                 400, "MissingParameter", "sourceDetails.type")
     assert_error(raw.post("/volumes/x/actions/changeCompartment", {}), 400, "MissingParameter",
                  "compartmentId")
 

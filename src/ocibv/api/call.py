@@ -61,6 +61,8 @@ class Call:
             value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CannotParseRequest(f"The request body is not valid JSON: {exc}") from exc
+        except RecursionError:  # absurdly deep nesting; no OCI body is nested this deep
+            raise CannotParseRequest("The request body is nested too deeply.") from None
         if not isinstance(value, dict):
             raise CannotParseRequest("The request body must be a JSON object.")
         return value
@@ -99,7 +101,8 @@ class Call:
         value = self.query(name)
         if value is None:
             return None
-        if not value.isdigit() or not low <= int(value) <= high:
+        # isascii: str.isdigit() also accepts digits int() cannot read ("²") or other scripts.
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
             raise InvalidParameter(f"{name}: must be an integer from {low} to {high}.")
         return int(value)
 
@@ -141,5 +144,7 @@ def validate(model: type[M], raw: dict[str, Any]) -> M:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "body"
         if error["type"] == "missing":
+            field = (error.get("ctx") or {}).get("field")
+            where = f"{where}.{field}" if field else where
             raise MissingParameter(f"{where}: this field is required.") from None
         raise InvalidParameter(f"{where}: {error['msg']}.") from None

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from ocibv.domain import limits
 from ocibv.domain.errors import InvalidParameter
@@ -59,10 +60,30 @@ class AutotunePolicy(BaseModel):
         return self
 
 
+def require_for_type(model: BaseModel, *names: str) -> None:
+    """A field the discriminator ``type`` makes required: 400 MissingParameter naming it
+    (``validate`` appends ``ctx["field"]`` to the error's location)."""
+    for name in names:
+        if getattr(model, name) is None:
+            raise PydanticCustomError(
+                "missing", "{field} is required for this type", {"field": name}
+            )
+
+
 class VolumeSource(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     type: Literal["volume", "volumeBackup", "volumeBackupDelta", "blockVolumeReplica"]
     id: Ocid | None = None
+    firstBackupId: Ocid | None = None
+    secondBackupId: Ocid | None = None
+
+    @model_validator(mode="after")
+    def _has_fields(self) -> VolumeSource:
+        if self.type == "volumeBackupDelta":
+            require_for_type(self, "firstBackupId", "secondBackupId")
+        else:
+            require_for_type(self, "id")
+        return self
 
 
 class CreateVolumeDetails(Tagged):
@@ -114,8 +135,7 @@ class VolumeGroupSource(BaseModel):
 
     @model_validator(mode="after")
     def _has_field(self) -> VolumeGroupSource:
-        if getattr(self, self.type) is None:
-            raise ValueError(f"{self.type} is required when type is {self.type}")
+        require_for_type(self, self.type)
         return self
 
 
