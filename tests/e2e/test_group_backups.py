@@ -13,11 +13,11 @@ import pytest
 
 from tests.e2e.images import (
     assert_volume_holds,
-    store_bytes,
     import_image,
     make_image,
     new_volume,
     scatter_writes,
+    store_bytes,
     wait,
 )
 from tests.e2e.server import Server
