@@ -96,10 +96,13 @@ def updated_attrs(ctx: ServiceContext, res: repo.Resource, details: dict[str, An
     return with_expiry(ctx, attrs, res.created_us)
 
 
-def check_deletable(ctx: ServiceContext, res: repo.Resource, what: str) -> None:
+def check_deletable(ctx: ServiceContext, conn: Any, res: repo.Resource, what: str) -> None:
     """409 unless ``res`` may be deleted now (not mid-creation, not protected)."""
     if res.lifecycle_state in IN_PROGRESS:
         raise IncorrectState(f"{what} is {res.lifecycle_state}; delete it once it is AVAILABLE.")
+    copies = repo.being_copied_from(conn, res.id)
+    if copies:
+        raise IncorrectState(f"{what} is being restored into {copies[0].id}; delete it later.")
     rules = Retention.from_attrs(res.attrs)
     expires = rules.expires_at(point_in_time(res), ctx.settings.retention_day_seconds)
     retention.check_delete(rules, expires, datetime.now(UTC), what)

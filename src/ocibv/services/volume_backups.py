@@ -135,7 +135,7 @@ class VolumeBackupService:
                     f"Volume backup {backup_id} is part of volume group backup {group_backup}; "
                     "delete the volume group backup instead."
                 )
-            check_deletable(self.ctx, res, f"Volume backup {backup_id}")
+            check_deletable(self.ctx, conn, res, f"Volume backup {backup_id}")
             repo.update(conn, res, lifecycle_state=TERMINATING)
             job_rows.enqueue(conn, "delete_volume_backup", res.id, {})
         self.ctx.wake_jobs()

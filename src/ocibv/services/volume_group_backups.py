@@ -156,10 +156,10 @@ class VolumeGroupBackupService:
             check_if_match(res, if_match)
             if res.lifecycle_state in (TERMINATING, TERMINATED):
                 return
-            check_deletable(self.ctx, res, f"Volume group backup {backup_id}")
+            check_deletable(self.ctx, conn, res, f"Volume group backup {backup_id}")
             members = repo.get_many(conn, res.attrs["volume_backup_ids"])
             for member in members.values():
-                check_deletable(self.ctx, member, f"Member volume backup {member.id}")
+                check_deletable(self.ctx, conn, member, f"Member volume backup {member.id}")
             for member in members.values():
                 if member.lifecycle_state not in (TERMINATING, TERMINATED):
                     repo.update(conn, member, lifecycle_state=TERMINATING)

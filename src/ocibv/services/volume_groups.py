@@ -103,6 +103,7 @@ class VolumeGroupService:
         elif kind == "volumeGroupBackupId" and self.restore_volumes is not None:
             restored = self.restore_volumes(conn, caller, group, source)
             for volume in restored:
+                volume.source_id = volume.attrs["source_details"]["id"]
                 repo.insert(conn, volume)
             repo.insert(conn, group)
             self._set_members(conn, group, restored)
@@ -144,6 +145,7 @@ class VolumeGroupService:
                 source_details={"type": "volume", "id": vol_id},
                 attrs={"vpus_per_gb": original.attrs.get("vpus_per_gb")},
             )
+            clone.source_id = vol_id
             repo.insert(conn, clone)
             clones.append(clone)
         repo.insert(conn, group)

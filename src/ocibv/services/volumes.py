@@ -179,6 +179,7 @@ class VolumeService:
             source_details=source,
             attrs={k: details.get(k) for k in UPDATABLE},
         )
+        res.source_id = job_payload.get("clone_from") or job_payload.get("restore_from")
         repo.insert(conn, res)
         job_rows.enqueue(conn, "create_volume", res.id, job_payload)
         return res
@@ -252,7 +253,12 @@ class VolumeService:
                     "it from the group before deleting it."
                 )
             if res.busy:
-                raise Conflict(f"Volume {volume_id} is busy ({res.busy}); delete it later.")
+                raise IncorrectState(f"Volume {volume_id} is busy ({res.busy}); delete it later.")
+            copies = repo.being_copied_from(conn, volume_id)
+            if copies:
+                raise IncorrectState(
+                    f"Volume {volume_id} is being cloned into {copies[0].id}; delete it later."
+                )
             if res.lifecycle_state in (PROVISIONING, RESTORING):
                 raise IncorrectState(
                     f"Volume {volume_id} is {res.lifecycle_state}; delete it once it is AVAILABLE."

@@ -125,6 +125,18 @@ def of_kind(conn: sa.Connection, tenancy_id: str, kind: str) -> list[Resource]:
     return [_from_row(r) for r in rows]
 
 
+def being_copied_from(conn: sa.Connection, source_id: str) -> list[Resource]:
+    """Volumes still being cloned or restored from ``source_id``."""
+    rows = conn.execute(
+        sa.select(resources).where(
+            resources.c.source_id == source_id,
+            resources.c.kind == "volume",
+            resources.c.lifecycle_state.in_(["PROVISIONING", "RESTORING"]),
+        )
+    )
+    return [_from_row(r) for r in rows]
+
+
 def busy_resources(conn: sa.Connection) -> list[Resource]:
     rows = conn.execute(sa.select(resources).where(resources.c.busy.is_not(None)))
     return [_from_row(r) for r in rows]
