@@ -3,6 +3,7 @@ lifecycle states quickly, look at volume image files, and assert OCI errors."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,18 @@ from tests.e2e.server import Server
 
 M = oci.core.models
 GIB = 1024**3
+
+
+def per_thread(make: Callable[[], Any]) -> Callable[[], Any]:
+    """A getter that gives each thread its own client (SDK clients share a session)."""
+    local = threading.local()
+
+    def get() -> Any:
+        if not hasattr(local, "client"):
+            local.client = make()
+        return local.client
+
+    return get
 
 
 def wait_state(fetch: Callable[[], Any], *states: str, timeout: float = 60.0) -> Any:

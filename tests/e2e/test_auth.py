@@ -53,8 +53,11 @@ def old_date(seconds: int) -> str:
 
 
 def test_sdk_calls_pass(
-    server: Server, bs: oci.core.BlockstorageClient, identity: oci.identity.IdentityClient,
-    compartment: str, ad: str,
+    server: Server,
+    bs: oci.core.BlockstorageClient,
+    identity: oci.identity.IdentityClient,
+    compartment: str,
+    ad: str,
 ) -> None:
     tenancy = server.config()["tenancy"]
     assert identity.get_tenancy(tenancy).data.id == tenancy
@@ -68,16 +71,19 @@ def test_sdk_calls_pass(
 
 
 def test_cli_calls_pass(server: Server, compartment: str) -> None:
-    out = server.cli("bv", "volume", "list", "--compartment-id", compartment,
-                     "--display-name", "a b/ä")
+    out = server.cli(
+        "bv", "volume", "list", "--compartment-id", compartment, "--display-name", "a b/ä"
+    )
     assert out.returncode == 0
 
 
 def test_raw_signed_request_passes(server: Server, compartment: str) -> None:
     raw = RawClient(server)
     assert raw.get(f"/volumes?compartmentId={compartment}").status == 200
-    created = raw.post("/volumes", {"compartmentId": compartment, "sizeInGBs": 50,
-                                    "availabilityDomain": "Uocm:PHX-AD-1"})
+    created = raw.post(
+        "/volumes",
+        {"compartmentId": compartment, "sizeInGBs": 50, "availabilityDomain": "Uocm:PHX-AD-1"},
+    )
     assert created.status == 200, created.body
 
 
@@ -88,8 +94,9 @@ def test_unsigned(server: Server, compartment: str) -> None:
     assert_unauthenticated(raw.delete(f"/volumes/{UNKNOWN_VOLUME}", sign=False))
     for auth in ("Basic dXNlcjpwdw==", "Signature", 'Signature keyId="x"', "garbage"):
         assert_unauthenticated(
-            raw.get(f"/volumes?compartmentId={compartment}", sign=False,
-                    headers={"authorization": auth})
+            raw.get(
+                f"/volumes?compartmentId={compartment}", sign=False, headers={"authorization": auth}
+            )
         )
 
 
@@ -136,24 +143,25 @@ def test_tampered_target_and_headers(server: Server, compartment: str) -> None:
         req.headers["date"] = old_date(1)
 
     for tamper in (other_query, other_host, other_date):
-        assert_unauthenticated(
-            raw.get(f"/volumes?compartmentId={compartment}", after_sign=tamper)
-        )
+        assert_unauthenticated(raw.get(f"/volumes?compartmentId={compartment}", after_sign=tamper))
     # Signed as a GET, sent as a DELETE.
     signed_get = PreparedRequest()
-    signed_get.prepare(method="GET", url=f"{server.endpoint}/20160918/volumes/{UNKNOWN_VOLUME}",
-                       headers={"content-type": "application/json"})
+    signed_get.prepare(
+        method="GET",
+        url=f"{server.endpoint}/20160918/volumes/{UNKNOWN_VOLUME}",
+        headers={"content-type": "application/json"},
+    )
     raw.signer(signed_get)
-    resp = raw.delete(f"/volumes/{UNKNOWN_VOLUME}", sign=False,
-                      headers=dict(signed_get.headers))
+    resp = raw.delete(f"/volumes/{UNKNOWN_VOLUME}", sign=False, headers=dict(signed_get.headers))
     assert_unauthenticated(resp)
 
 
 def test_wrong_key(server: Server, compartment: str) -> None:
     cfg = server.config()
     private_pem, _ = new_private_key()
-    forged = oci.signer.Signer(cfg["tenancy"], cfg["user"], cfg["fingerprint"], None,
-                               private_key_content=private_pem)
+    forged = oci.signer.Signer(
+        cfg["tenancy"], cfg["user"], cfg["fingerprint"], None, private_key_content=private_pem
+    )
     raw = RawClient(server)
     assert_unauthenticated(raw.get(f"/volumes?compartmentId={compartment}", signer=forged))
     assert_unauthenticated(raw.post("/volumes", {"compartmentId": compartment}, signer=forged))
@@ -186,16 +194,14 @@ def test_stale_or_future_date(server: Server, compartment: str, skew: int) -> No
     raw = RawClient(server)
     resp = raw.get(f"/volumes?compartmentId={compartment}", headers={"date": old_date(skew)})
     assert_unauthenticated(resp)
-    resp = raw.post("/volumes", {"compartmentId": compartment},
-                    headers={"date": old_date(skew)})
+    resp = raw.post("/volumes", {"compartmentId": compartment}, headers={"date": old_date(skew)})
     assert_unauthenticated(resp)
 
 
 def test_small_clock_skew_is_fine(server: Server, compartment: str) -> None:
     raw = RawClient(server)
     for skew in (240, -240):
-        resp = raw.get(f"/volumes?compartmentId={compartment}",
-                       headers={"date": old_date(skew)})
+        resp = raw.get(f"/volumes?compartmentId={compartment}", headers={"date": old_date(skew)})
         assert resp.status == 200, resp.body
 
 
@@ -204,23 +210,30 @@ def test_x_date_replaces_date(server: Server, compartment: str) -> None:
     raw = RawClient(server)
     cfg = raw.config
     signer = oci.signer.Signer(cfg["tenancy"], cfg["user"], cfg["fingerprint"], cfg["key_file"])
-    signer.create_signers(signer.api_key, signer.private_key,
-                          ["x-date", "(request-target)", "host"],
-                          ["content-length", "content-type", "x-content-sha256"])
+    signer.create_signers(
+        signer.api_key,
+        signer.private_key,
+        ["x-date", "(request-target)", "host"],
+        ["content-length", "content-type", "x-content-sha256"],
+    )
     url = f"/volumes?compartmentId={compartment}"
     fresh, stale = old_date(0), old_date(900)
     assert raw.get(url, signer=signer, headers={"x-date": fresh, "date": stale}).status == 200
     assert_unauthenticated(raw.get(url, signer=signer, headers={"x-date": stale, "date": fresh}))
-    created = raw.post("/volumes", {"compartmentId": compartment, "sizeInGBs": 50,
-                                    "availabilityDomain": "Uocm:PHX-AD-1"},
-                       signer=signer, headers={"x-date": fresh, "date": stale})
+    created = raw.post(
+        "/volumes",
+        {"compartmentId": compartment, "sizeInGBs": 50, "availabilityDomain": "Uocm:PHX-AD-1"},
+        signer=signer,
+        headers={"x-date": fresh, "date": stale},
+    )
     assert created.status == 200, created.body
 
     def swap_x_date(req: PreparedRequest) -> None:
         req.headers["x-date"] = old_date(-1)
 
-    assert_unauthenticated(raw.get(url, signer=signer, headers={"x-date": fresh},
-                                   after_sign=swap_x_date))
+    assert_unauthenticated(
+        raw.get(url, signer=signer, headers={"x-date": fresh}, after_sign=swap_x_date)
+    )
 
 
 def test_bad_date_header(server: Server, compartment: str) -> None:
@@ -235,21 +248,27 @@ def test_missing_signed_headers(server: Server, compartment: str) -> None:
     body = {"compartmentId": compartment, "sizeInGBs": 50, "availabilityDomain": "x"}
     # The SDK's own "sign without content headers" mode: no x-content-sha256 on a POST.
     assert_unauthenticated(raw.post("/volumes", body, signer=raw.signer.without_content_headers))
-    assert_unauthenticated(raw.put(f"/volumes/{UNKNOWN_VOLUME}", {"displayName": "x"},
-                                   signer=raw.signer.without_content_headers))
+    assert_unauthenticated(
+        raw.put(
+            f"/volumes/{UNKNOWN_VOLUME}",
+            {"displayName": "x"},
+            signer=raw.signer.without_content_headers,
+        )
+    )
 
     # A signer that leaves out host, or date, or (request-target).
     cfg = raw.config
-    for headers in (["date", "(request-target)"], ["(request-target)", "host"],
-                    ["date", "host"],
-                    ["date", "(request-target)", "host", "content-length", "content-type"]):
-        signer = oci.signer.Signer(cfg["tenancy"], cfg["user"], cfg["fingerprint"],
-                                   cfg["key_file"])
+    for headers in (
+        ["date", "(request-target)"],
+        ["(request-target)", "host"],
+        ["date", "host"],
+        ["date", "(request-target)", "host", "content-length", "content-type"],
+    ):
+        signer = oci.signer.Signer(cfg["tenancy"], cfg["user"], cfg["fingerprint"], cfg["key_file"])
         signer.create_signers(signer.api_key, signer.private_key, headers, [])
         assert_unauthenticated(raw.post("/volumes", body, signer=signer))
         if "x-content-sha256" not in headers and len(headers) < 4:
-            assert_unauthenticated(raw.get(f"/volumes?compartmentId={compartment}",
-                                           signer=signer))
+            assert_unauthenticated(raw.get(f"/volumes?compartmentId={compartment}", signer=signer))
 
 
 def test_signed_header_missing_from_request(server: Server, compartment: str) -> None:
@@ -258,8 +277,9 @@ def test_signed_header_missing_from_request(server: Server, compartment: str) ->
     def drop_sha(req: PreparedRequest) -> None:
         del req.headers["x-content-sha256"]
 
-    assert_unauthenticated(raw.post("/volumes", {"compartmentId": compartment},
-                                    after_sign=drop_sha))
+    assert_unauthenticated(
+        raw.post("/volumes", {"compartmentId": compartment}, after_sign=drop_sha)
+    )
 
 
 # --- other tenancies ------------------------------------------------------------------------
@@ -310,20 +330,32 @@ def test_foreign_volume_is_not_found(
     v, u = mine.volume, UNKNOWN_VOLUME
     same_as_missing(lambda: foreign.get_volume(v), lambda: foreign.get_volume(u), v, u)
     update = M.UpdateVolumeDetails(display_name="stolen", size_in_gbs=100)
-    same_as_missing(lambda: foreign.update_volume(v, update),
-                    lambda: foreign.update_volume(u, update), v, u)
+    same_as_missing(
+        lambda: foreign.update_volume(v, update), lambda: foreign.update_volume(u, update), v, u
+    )
     same_as_missing(lambda: foreign.delete_volume(v), lambda: foreign.delete_volume(u), v, u)
     own = server.config("other")["tenancy"]
     move = M.ChangeVolumeCompartmentDetails(compartment_id=own)
-    same_as_missing(lambda: foreign.change_volume_compartment(v, move),
-                    lambda: foreign.change_volume_compartment(u, move), v, u)
+    same_as_missing(
+        lambda: foreign.change_volume_compartment(v, move),
+        lambda: foreign.change_volume_compartment(u, move),
+        v,
+        u,
+    )
     # If-match does not leak existence either.
-    same_as_missing(lambda: foreign.delete_volume(v, if_match="x"),
-                    lambda: foreign.delete_volume(u, if_match="x"), v, u)
+    same_as_missing(
+        lambda: foreign.delete_volume(v, if_match="x"),
+        lambda: foreign.delete_volume(u, if_match="x"),
+        v,
+        u,
+    )
 
     after = server.blockstorage().get_volume(v).data
     assert (after.display_name, after.size_in_gbs, after.lifecycle_state) == (
-        "mine", 50, "AVAILABLE")
+        "mine",
+        50,
+        "AVAILABLE",
+    )
     assert after.compartment_id == mine.compartment
 
 
@@ -331,42 +363,78 @@ def test_foreign_group_is_not_found(
     server: Server, foreign: oci.core.BlockstorageClient, mine: Mine
 ) -> None:
     g, u = mine.group, UNKNOWN_GROUP
-    same_as_missing(lambda: foreign.get_volume_group(g), lambda: foreign.get_volume_group(u),
-                    g, u)
+    same_as_missing(lambda: foreign.get_volume_group(g), lambda: foreign.get_volume_group(u), g, u)
     update = M.UpdateVolumeGroupDetails(display_name="stolen", volume_ids=[])
-    same_as_missing(lambda: foreign.update_volume_group(g, update),
-                    lambda: foreign.update_volume_group(u, update), g, u)
-    same_as_missing(lambda: foreign.delete_volume_group(g),
-                    lambda: foreign.delete_volume_group(u), g, u)
+    same_as_missing(
+        lambda: foreign.update_volume_group(g, update),
+        lambda: foreign.update_volume_group(u, update),
+        g,
+        u,
+    )
+    same_as_missing(
+        lambda: foreign.delete_volume_group(g), lambda: foreign.delete_volume_group(u), g, u
+    )
     own = server.config("other")["tenancy"]
     move = M.ChangeVolumeGroupCompartmentDetails(compartment_id=own)
-    same_as_missing(lambda: foreign.change_volume_group_compartment(g, move),
-                    lambda: foreign.change_volume_group_compartment(u, move), g, u)
+    same_as_missing(
+        lambda: foreign.change_volume_group_compartment(g, move),
+        lambda: foreign.change_volume_group_compartment(u, move),
+        g,
+        u,
+    )
     after = server.blockstorage().get_volume_group(g).data
     assert (after.display_name, after.volume_ids, after.lifecycle_state) == (
-        "mine-group", [mine.grouped_volume], "AVAILABLE")
+        "mine-group",
+        [mine.grouped_volume],
+        "AVAILABLE",
+    )
 
 
 def test_foreign_compartment_is_not_found(
     server: Server, foreign: oci.core.BlockstorageClient, mine: Mine, ad: str
 ) -> None:
     c, u = mine.compartment, UNKNOWN_COMPARTMENT
-    same_as_missing(lambda: foreign.list_volumes(compartment_id=c),
-                    lambda: foreign.list_volumes(compartment_id=u), c, u)
-    same_as_missing(lambda: foreign.list_volume_groups(compartment_id=c),
-                    lambda: foreign.list_volume_groups(compartment_id=u), c, u)
+    same_as_missing(
+        lambda: foreign.list_volumes(compartment_id=c),
+        lambda: foreign.list_volumes(compartment_id=u),
+        c,
+        u,
+    )
+    same_as_missing(
+        lambda: foreign.list_volume_groups(compartment_id=c),
+        lambda: foreign.list_volume_groups(compartment_id=u),
+        c,
+        u,
+    )
     details = M.CreateVolumeDetails(compartment_id=c, availability_domain=ad, size_in_gbs=50)
-    same_as_missing(lambda: foreign.create_volume(details),
-                    lambda: foreign.create_volume(M.CreateVolumeDetails(
-                        compartment_id=u, availability_domain=ad, size_in_gbs=50)), c, u)
+    same_as_missing(
+        lambda: foreign.create_volume(details),
+        lambda: foreign.create_volume(
+            M.CreateVolumeDetails(compartment_id=u, availability_domain=ad, size_in_gbs=50)
+        ),
+        c,
+        u,
+    )
     foreign_identity = server.identity("other")
-    same_as_missing(lambda: foreign_identity.get_compartment(c),
-                    lambda: foreign_identity.get_compartment(u), c, u)
+    same_as_missing(
+        lambda: foreign_identity.get_compartment(c),
+        lambda: foreign_identity.get_compartment(u),
+        c,
+        u,
+    )
     rename = oci.identity.models.UpdateCompartmentDetails(description="stolen")
-    same_as_missing(lambda: foreign_identity.update_compartment(c, rename),
-                    lambda: foreign_identity.update_compartment(u, rename), c, u)
-    same_as_missing(lambda: foreign_identity.delete_compartment(c),
-                    lambda: foreign_identity.delete_compartment(u), c, u)
+    same_as_missing(
+        lambda: foreign_identity.update_compartment(c, rename),
+        lambda: foreign_identity.update_compartment(u, rename),
+        c,
+        u,
+    )
+    same_as_missing(
+        lambda: foreign_identity.delete_compartment(c),
+        lambda: foreign_identity.delete_compartment(u),
+        c,
+        u,
+    )
     mine_tenancy = server.config()["tenancy"]
     with service_error(404, "NotAuthorizedOrNotFound"):
         foreign.list_volumes(compartment_id=mine_tenancy)
@@ -376,7 +444,9 @@ def test_foreign_compartment_is_not_found(
         foreign_identity.list_availability_domains(mine_tenancy)
     assert server.identity().get_compartment(c).data.lifecycle_state == "ACTIVE"
     assert {v.id for v in server.blockstorage().list_volumes(compartment_id=c).data} == {
-        mine.volume, mine.grouped_volume}
+        mine.volume,
+        mine.grouped_volume,
+    }
 
 
 def test_foreign_ids_in_bodies(
@@ -384,20 +454,34 @@ def test_foreign_ids_in_bodies(
 ) -> None:
     own = server.config("other")["tenancy"]
     with service_error(400, "RelatedResourceNotAuthorizedOrNotFound"):
-        foreign.create_volume(M.CreateVolumeDetails(
-            compartment_id=own, source_details=M.VolumeSourceFromVolumeDetails(id=mine.volume)))
+        foreign.create_volume(
+            M.CreateVolumeDetails(
+                compartment_id=own, source_details=M.VolumeSourceFromVolumeDetails(id=mine.volume)
+            )
+        )
     with service_error(400, "RelatedResourceNotAuthorizedOrNotFound"):
-        foreign.create_volume_group(M.CreateVolumeGroupDetails(
-            compartment_id=own, availability_domain=ad,
-            source_details=M.VolumeGroupSourceFromVolumesDetails(volume_ids=[mine.volume])))
+        foreign.create_volume_group(
+            M.CreateVolumeGroupDetails(
+                compartment_id=own,
+                availability_domain=ad,
+                source_details=M.VolumeGroupSourceFromVolumesDetails(volume_ids=[mine.volume]),
+            )
+        )
     with service_error(400, "RelatedResourceNotAuthorizedOrNotFound"):
-        foreign.create_volume_group(M.CreateVolumeGroupDetails(
-            compartment_id=own, availability_domain=ad,
-            source_details=M.VolumeGroupSourceFromVolumeGroupDetails(volume_group_id=mine.group)))
+        foreign.create_volume_group(
+            M.CreateVolumeGroupDetails(
+                compartment_id=own,
+                availability_domain=ad,
+                source_details=M.VolumeGroupSourceFromVolumeGroupDetails(
+                    volume_group_id=mine.group
+                ),
+            )
+        )
     # Our own volume cannot be moved into their tenancy either.
     with service_error(404, "NotAuthorizedOrNotFound"):
         server.blockstorage().change_volume_compartment(
-            mine.volume, M.ChangeVolumeCompartmentDetails(compartment_id=own))
+            mine.volume, M.ChangeVolumeCompartmentDetails(compartment_id=own)
+        )
     assert server.blockstorage().get_volume(mine.volume).data.volume_group_id is None
 
 
@@ -410,10 +494,12 @@ def test_tenancies_are_separate(
     with service_error(404, "NotAuthorizedOrNotFound"):
         server.blockstorage().get_volume(theirs.id)
     # Retry tokens are per tenancy: the same token makes one volume in each.
-    ours_details = M.CreateVolumeDetails(compartment_id=mine.compartment,
-                                         availability_domain=ad, size_in_gbs=50)
-    theirs_details = M.CreateVolumeDetails(compartment_id=own, availability_domain=ad,
-                                           size_in_gbs=50)
+    ours_details = M.CreateVolumeDetails(
+        compartment_id=mine.compartment, availability_domain=ad, size_in_gbs=50
+    )
+    theirs_details = M.CreateVolumeDetails(
+        compartment_id=own, availability_domain=ad, size_in_gbs=50
+    )
     a = server.blockstorage().create_volume(ours_details, opc_retry_token="shared-token").data
     b = foreign.create_volume(theirs_details, opc_retry_token="shared-token").data
     assert a.id != b.id
@@ -422,8 +508,7 @@ def test_tenancies_are_separate(
 
 
 def test_foreign_cli(server: Server, other: str, mine: Mine) -> None:
-    out = server.cli("bv", "volume", "get", "--volume-id", mine.volume, profile=other,
-                     check=False)
+    out = server.cli("bv", "volume", "get", "--volume-id", mine.volume, profile=other, check=False)
     assert out.returncode != 0
     assert (out.error["status"], out.error["code"]) == (404, "NotAuthorizedOrNotFound")
 
@@ -448,13 +533,17 @@ def test_key_add(server: Server, compartment: str, user_key: tuple[Path, Path]) 
     expected = oci.signer.load_private_key_from_file(str(private)).public_key()
     import hashlib
 
-    der = expected.public_bytes(serialization.Encoding.DER,
-                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = expected.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     digest = hashlib.md5(der, usedforsecurity=False).hexdigest()
-    fingerprint = ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+    fingerprint = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
     config = {
-        "user": cfg["user"], "tenancy": cfg["tenancy"], "region": cfg["region"],
-        "fingerprint": fingerprint, "key_file": str(private),
+        "user": cfg["user"],
+        "tenancy": cfg["tenancy"],
+        "region": cfg["region"],
+        "fingerprint": fingerprint,
+        "key_file": str(private),
     }
     oci.config.validate_config(config)
     client = oci.core.BlockstorageClient(config, service_endpoint=server.endpoint)
@@ -464,8 +553,11 @@ def test_key_add(server: Server, compartment: str, user_key: tuple[Path, Path]) 
     out = server.ocibv("key", "add", "--user", cfg["user"], str(public)).stdout
     assert f"fingerprint {fingerprint}" in out
     assert client.list_volumes(compartment_id=compartment).status == 200
-    vol = client.create_volume(M.CreateVolumeDetails(
-        compartment_id=compartment, availability_domain="Uocm:PHX-AD-1", size_in_gbs=50)).data
+    vol = client.create_volume(
+        M.CreateVolumeDetails(
+            compartment_id=compartment, availability_domain="Uocm:PHX-AD-1", size_in_gbs=50
+        )
+    ).data
     assert server.blockstorage().get_volume(vol.id).data.id == vol.id
     # The original key keeps working, and adding the same key again is harmless.
     assert server.blockstorage().list_volumes(compartment_id=compartment).status == 200
@@ -473,8 +565,9 @@ def test_key_add(server: Server, compartment: str, user_key: tuple[Path, Path]) 
     assert client.get_volume(vol.id).status == 200
 
 
-def test_key_add_for_other_tenancy_user(server: Server, other: str, compartment: str,
-                                        user_key: tuple[Path, Path]) -> None:
+def test_key_add_for_other_tenancy_user(
+    server: Server, other: str, compartment: str, user_key: tuple[Path, Path]
+) -> None:
     """A key registered for the other tenancy's user does not open ours."""
     private, public = user_key
     theirs = server.config(other)
@@ -489,14 +582,16 @@ def test_key_add_for_other_tenancy_user(server: Server, other: str, compartment:
     as_us = dict(as_them, tenancy=server.config()["tenancy"])
     with service_error(401, "NotAuthenticated"):
         oci.core.BlockstorageClient(as_us, service_endpoint=server.endpoint).list_volumes(
-            compartment_id=compartment)
+            compartment_id=compartment
+        )
 
 
 def test_key_add_refuses_bad_input(server: Server, user_key: tuple[Path, Path]) -> None:
     private, public = user_key
     cfg = server.config()
-    unknown = server.ocibv("key", "add", "--user", "ocid1.user.oc1..aaaaaaaanotthereatall",
-                           str(public), check=False)
+    unknown = server.ocibv(
+        "key", "add", "--user", "ocid1.user.oc1..aaaaaaaanotthereatall", str(public), check=False
+    )
     assert unknown.returncode != 0
     not_public = server.ocibv("key", "add", "--user", cfg["user"], str(private), check=False)
     assert not_public.returncode != 0

@@ -13,6 +13,7 @@ from tests.e2e.helpers import (
     M,
     create_group,
     create_volume,
+    per_thread,
     read_image,
     service_error,
     wait_group,
@@ -98,8 +99,9 @@ def test_update_replaces_membership(bs: oci.core.BlockstorageClient, compartment
     assert bs.get_volume(a).data.volume_group_id is None
     assert bs.get_volume(b).data.volume_group_id == group.id
     assert bs.get_volume(c).data.volume_group_id == group.id
-    ids_in_group = {v.id for v in bs.list_volumes(compartment_id=compartment,
-                                                  volume_group_id=group.id).data}
+    ids_in_group = {
+        v.id for v in bs.list_volumes(compartment_id=compartment, volume_group_id=group.id).data
+    }
     assert ids_in_group == {b, c}
 
     # The removed volume is free again: it can be deleted.
@@ -160,11 +162,13 @@ def test_members_must_be_available_and_in_the_ad(
     assert bs.get_volume(here).data.volume_group_id is None
 
 
-def test_member_still_provisioning(make_server: type[Server]) -> None:
-    """A volume that is not AVAILABLE yet cannot join (jobs are held back 2 s here)."""
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "2"}).start()
+def test_with_slow_jobs(make_server: type[Server]) -> None:
+    """Jobs are held back 1 s here, so work in progress can be observed and raced."""
+    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
+
+    # A volume that is not AVAILABLE yet cannot join.
     vol = create_volume(bs, tenancy, AD1, wait=False)
     with pytest.raises(oci.exceptions.ServiceError) as info:
         create_group(bs, tenancy, AD1, [vol.id], wait=False)
@@ -172,16 +176,79 @@ def test_member_still_provisioning(make_server: type[Server]) -> None:
     assert info.value.code in ("IncorrectState", "Conflict")
     assert vol.id in info.value.message
 
+    # A group is PROVISIONING until its job ran; it cannot be deleted meanwhile.
+    wait_volume(bs, vol.id)
+    group = create_group(bs, tenancy, AD1, [vol.id], wait=False)
+    assert bs.get_volume_group(group.id).data.lifecycle_state == "PROVISIONING"
+    with pytest.raises(oci.exceptions.ServiceError) as info:
+        bs.delete_volume_group(group.id)
+    assert info.value.status == 409
+    wait_group(bs, group.id)
 
-def test_limit_of_32_volumes(bs: oci.core.BlockstorageClient, compartment: str) -> None:
+    # Cloning the group, then taking a source volume out of it and deleting it: the delete
+    # is refused while the clone copies, or the clone still gets every byte.
+    write_image(srv, vol.id, 777, b"group data")
+    clone = bs.create_volume_group(
+        M.CreateVolumeGroupDetails(
+            compartment_id=tenancy,
+            availability_domain=AD1,
+            source_details=M.VolumeGroupSourceFromVolumeGroupDetails(volume_group_id=group.id),
+        )
+    ).data
+    bs.delete_volume_group(group.id)  # frees its volumes at once
+    assert bs.get_volume(vol.id).data.volume_group_id is None
+    try:
+        bs.delete_volume(vol.id)
+    except oci.exceptions.ServiceError as err:
+        assert err.status == 409, err.message
+    done = wait_group(bs, clone.id, "AVAILABLE", "FAULTY")
+    assert done.lifecycle_state == "AVAILABLE"
+    assert read_image(srv, done.volume_ids[0], 777, 10) == b"group data"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("backup_policy_id", "ocid1.volumebackuppolicy.oc1..aaaaaaaagold"),
+        ("cluster_placement_group_id", "ocid1.clusterplacementgroup.oc1.phx.aaaaaaaacpg"),
+        ("xrc_kms_key_id", "ocid1.key.oc1.iad.aaaaaaaakey"),
+        ("volume_group_replicas", [M.VolumeGroupReplicaDetails(availability_domain=AD2)]),
+    ],
+)
+def test_unbuilt_features_refused(
+    bs: oci.core.BlockstorageClient, compartment: str, field: str, value: object
+) -> None:
+    (vol,) = volumes(bs, compartment, 1)
+    wire_name = M.CreateVolumeGroupDetails().attribute_map[field]
+    with service_error(400, "InvalidParameter", wire_name):
+        create_group(bs, compartment, AD1, [vol], **{field: value})
+    assert bs.list_volume_groups(compartment_id=compartment).data == []
+    assert bs.get_volume(vol).data.volume_group_id is None
+    if field == "volume_group_replicas":
+        group = create_group(bs, compartment, AD1, [vol])
+        with service_error(400, "InvalidParameter", wire_name):
+            bs.update_volume_group(
+                group.id, M.UpdateVolumeGroupDetails(volume_group_replicas=value)
+            )
+
+
+def test_limit_of_32_volumes(
+    server: Server, bs: oci.core.BlockstorageClient, compartment: str
+) -> None:
+    client = per_thread(server.blockstorage)
+
     def make(i: int) -> str:
         return str(
-            bs.create_volume(
+            client()
+            .create_volume(
                 M.CreateVolumeDetails(
-                    compartment_id=compartment, availability_domain=AD1, size_in_gbs=50,
+                    compartment_id=compartment,
+                    availability_domain=AD1,
+                    size_in_gbs=50,
                     display_name=f"many-{i:02d}",
                 )
-            ).data.id
+            )
+            .data.id
         )
 
     with ThreadPoolExecutor(8) as pool:
@@ -255,14 +322,17 @@ def test_clone_group_copies_data(
 
 
 def test_change_compartment(
-    server: Server, bs: oci.core.BlockstorageClient, identity: oci.identity.IdentityClient,
+    server: Server,
+    bs: oci.core.BlockstorageClient,
+    identity: oci.identity.IdentityClient,
     compartment: str,
 ) -> None:
     (vol,) = volumes(bs, compartment, 1)
     group = create_group(bs, compartment, AD1, [vol])
     other = identity.create_compartment(
         oci.identity.models.CreateCompartmentDetails(
-            compartment_id=server.config()["tenancy"], name=f"dest-{group.id[-6:]}",
+            compartment_id=server.config()["tenancy"],
+            name=f"dest-{group.id[-6:]}",
             description="destination",
         )
     ).data.id
@@ -281,10 +351,21 @@ def test_cli(server: Server, compartment: str, bs: oci.core.BlockstorageClient) 
     a, b = volumes(bs, compartment, 2)
     source = json.dumps({"type": "volumeIds", "volumeIds": [a, b]})
     out = server.cli(
-        "bv", "volume-group", "create", "--compartment-id", compartment,
-        "--availability-domain", AD1, "--display-name", "cli-group",
-        "--source-details", source,
-        "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1",
+        "bv",
+        "volume-group",
+        "create",
+        "--compartment-id",
+        compartment,
+        "--availability-domain",
+        AD1,
+        "--display-name",
+        "cli-group",
+        "--source-details",
+        source,
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
     ).json
     data = out["data"]
     assert data["lifecycle-state"] == "AVAILABLE"
@@ -298,8 +379,14 @@ def test_cli(server: Server, compartment: str, bs: oci.core.BlockstorageClient) 
     assert [g["id"] for g in listed] == [data["id"]]
 
     updated = server.cli(
-        "bv", "volume-group", "update", "--volume-group-id", data["id"],
-        "--volume-ids", json.dumps([b]), "--force",
+        "bv",
+        "volume-group",
+        "update",
+        "--volume-group-id",
+        data["id"],
+        "--volume-ids",
+        json.dumps([b]),
+        "--force",
     ).json["data"]
     assert updated["volume-ids"] == [b]
     assert bs.get_volume(a).data.volume_group_id is None
@@ -308,8 +395,16 @@ def test_cli(server: Server, compartment: str, bs: oci.core.BlockstorageClient) 
     assert (refused.error["status"], refused.error["code"]) == (409, "Conflict")
 
     deleted = server.cli(
-        "bv", "volume-group", "delete", "--volume-group-id", data["id"], "--force",
-        "--wait-for-state", "TERMINATED", "--wait-interval-seconds", "1",
+        "bv",
+        "volume-group",
+        "delete",
+        "--volume-group-id",
+        data["id"],
+        "--force",
+        "--wait-for-state",
+        "TERMINATED",
+        "--wait-interval-seconds",
+        "1",
     )
     assert deleted.returncode == 0
     assert bs.get_volume_group(data["id"]).data.lifecycle_state == "TERMINATED"

@@ -3,8 +3,12 @@ representative subset) against a spawned server with two availability domains.""
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import oci
 import pytest
@@ -15,6 +19,7 @@ from tests.e2e.helpers import (
     create_group,
     create_volume,
     image_path,
+    per_thread,
     read_image,
     service_error,
     wait_volume,
@@ -65,6 +70,28 @@ def test_lifecycle_states_with_slow_jobs(make_server: type[Server]) -> None:
     gone = wait_volume(bs, done.id, "TERMINATED")
     assert gone.id == done.id
     assert not image_path(srv, done.id).exists()
+
+    # A source cannot disappear under a clone that is still copying it: either the delete is
+    # refused, or the clone still gets every byte.
+    src = wait_volume(
+        bs,
+        bs.create_volume(
+            M.CreateVolumeDetails(compartment_id=tenancy, availability_domain=ad, size_in_gbs=50)
+        ).data.id,
+    )
+    write_image(srv, src.id, 12345, b"must survive")
+    clone = bs.create_volume(
+        M.CreateVolumeDetails(
+            compartment_id=tenancy, source_details=M.VolumeSourceFromVolumeDetails(id=src.id)
+        )
+    ).data
+    assert clone.lifecycle_state == "PROVISIONING"
+    try:
+        bs.delete_volume(src.id)
+    except oci.exceptions.ServiceError as err:
+        assert err.status == 409, err.message
+    assert wait_volume(bs, clone.id, "AVAILABLE", "FAULTY").lifecycle_state == "AVAILABLE"
+    assert read_image(srv, clone.id, 12345, 12) == b"must survive"
 
 
 def test_create_get_and_image(
@@ -129,10 +156,57 @@ def test_size_out_of_range(bs: oci.core.BlockstorageClient, compartment: str, si
         create_volume(bs, compartment, AD1, size_in_gbs=size)
 
 
-def test_size_limits_accepted(bs: oci.core.BlockstorageClient, compartment: str) -> None:
-    top = create_volume(bs, compartment, AD1, size_in_gbs=32768, wait=False)
-    assert top.size_in_gbs == 32768
-    assert create_volume(bs, compartment, AD1, size_in_gbs=50, wait=False).size_in_gbs == 50
+def largest_file_gbs(directory: Path) -> int:
+    """Whole GB of the largest (sparse) file this filesystem allows, up to 32768."""
+    with tempfile.TemporaryFile(dir=directory) as handle:
+
+        def fits(gbs: int) -> bool:
+            try:
+                os.ftruncate(handle.fileno(), gbs * GIB)
+            except OSError as exc:
+                assert exc.errno in (errno.EFBIG, errno.EINVAL), exc
+                return False
+            return True
+
+        if fits(32768):
+            return 32768
+        low, high = 0, 32768
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+
+
+def test_size_limits(server: Server, bs: oci.core.BlockstorageClient, compartment: str) -> None:
+    """50 GB and 32 TB are the API's bounds. On a filesystem that cannot hold a 32 TB file
+    (ext4: 16 TiB) the server refuses what it cannot store with 400 LimitExceeded up front,
+    never with a FAULTY volume or a 500."""
+    assert create_volume(bs, compartment, AD1, size_in_gbs=50).size_in_gbs == 50
+    most = largest_file_gbs(server.data_dir / "volumes")
+    top = create_volume(bs, compartment, AD1, size_in_gbs=most)
+    assert top.lifecycle_state == "AVAILABLE"
+    assert image_path(server, top.id).stat().st_size == most * GIB
+    if most == 32768:
+        return
+    with service_error(400, "LimitExceeded", "sizeInGBs"):
+        create_volume(bs, compartment, AD1, size_in_gbs=most + 1)
+    with service_error(400, "LimitExceeded", "sizeInGBs"):
+        create_volume(bs, compartment, AD1, size_in_gbs=32768)
+    with service_error(400, "LimitExceeded", "sizeInGBs"):
+        create_volume(
+            bs,
+            compartment,
+            AD1,
+            size_in_gbs=32768,
+            source_details=M.VolumeSourceFromVolumeDetails(id=top.id),
+        )
+    small = create_volume(bs, compartment, AD1)
+    with service_error(400, "LimitExceeded", "sizeInGBs"):
+        bs.update_volume(small.id, M.UpdateVolumeDetails(size_in_gbs=most + 1))
+    after = bs.get_volume(small.id).data
+    assert (after.size_in_gbs, after.lifecycle_state) == (50, "AVAILABLE")
+    assert image_path(server, small.id).stat().st_size == 50 * GIB
+    assert bs.update_volume(small.id, M.UpdateVolumeDetails(size_in_gbs=most)).status == 200
 
 
 def test_unknown_availability_domain(bs: oci.core.BlockstorageClient, compartment: str) -> None:
@@ -177,9 +251,7 @@ def test_update_refuses_replicas(bs: oci.core.BlockstorageClient, compartment: s
 # --- list -----------------------------------------------------------------------------------
 
 
-def test_list_filters(
-    server: Server, bs: oci.core.BlockstorageClient, compartment: str
-) -> None:
+def test_list_filters(server: Server, bs: oci.core.BlockstorageClient, compartment: str) -> None:
     a = create_volume(bs, compartment, AD1, display_name="alpha")
     b = create_volume(bs, compartment, AD1, display_name="alpha-2")
     c = create_volume(bs, compartment, AD2, display_name="gamma")
@@ -240,6 +312,37 @@ def test_sorting(bs: oci.core.BlockstorageClient, compartment: str) -> None:
     assert order(sort_order="ASC") == ids(created)
 
 
+def test_paging_across_ads_and_equal_names(
+    bs: oci.core.BlockstorageClient, compartment: str
+) -> None:
+    """Without an AD filter results are grouped by AD, then sorted; ties (equal names) are
+    still paged without loss or repeats."""
+    made = [
+        create_volume(bs, compartment, ad, display_name="same", wait=False).id
+        for ad in (AD1, AD2, AD1, AD2, AD1)
+    ]
+    for sort_by in ("TIMECREATED", "DISPLAYNAME"):
+        for sort_order in ("ASC", "DESC"):
+            everything = oci.pagination.list_call_get_all_results(
+                bs.list_volumes,
+                compartment_id=compartment,
+                limit=2,
+                sort_by=sort_by,
+                sort_order=sort_order,
+            ).data
+            assert sorted(ids(everything)) == sorted(made)
+            ads = [v.availability_domain for v in everything]
+            assert ads in ([AD1] * 3 + [AD2] * 2, [AD2] * 2 + [AD1] * 3), ads
+            unpaged = bs.list_volumes(
+                compartment_id=compartment, sort_by=sort_by, sort_order=sort_order
+            ).data
+            assert ids(everything) == ids(unpaged)
+    per_ad = bs.list_volumes(
+        compartment_id=compartment, availability_domain=AD1, sort_by="TIMECREATED", sort_order="ASC"
+    ).data
+    assert ids(per_ad) == [made[0], made[2], made[4]]
+
+
 # --- update ---------------------------------------------------------------------------------
 
 
@@ -288,9 +391,7 @@ def test_empty_display_name_refused(bs: oci.core.BlockstorageClient, compartment
         create_volume(bs, compartment, AD1, display_name="x" * 256)
 
 
-def test_grow_and_shrink(
-    server: Server, bs: oci.core.BlockstorageClient, compartment: str
-) -> None:
+def test_grow_and_shrink(server: Server, bs: oci.core.BlockstorageClient, compartment: str) -> None:
     vol = create_volume(bs, compartment, AD1)
     write_image(server, vol.id, 49 * GIB, b"tail of the old size")
     grown = bs.update_volume(vol.id, M.UpdateVolumeDetails(size_in_gbs=80)).data
@@ -385,17 +486,26 @@ def test_clone_errors(bs: oci.core.BlockstorageClient, compartment: str) -> None
     src = create_volume(bs, compartment, AD1, size_in_gbs=60)
     with service_error(400, "InvalidParameter", "sizeInGBs"):
         create_volume(
-            bs, compartment, AD1, size_in_gbs=50,
+            bs,
+            compartment,
+            AD1,
+            size_in_gbs=50,
             source_details=M.VolumeSourceFromVolumeDetails(id=src.id),
         )
     with service_error(400, "InvalidParameter", "availabilityDomain"):
         create_volume(
-            bs, compartment, AD2, size_in_gbs=None,
+            bs,
+            compartment,
+            AD2,
+            size_in_gbs=None,
             source_details=M.VolumeSourceFromVolumeDetails(id=src.id),
         )
     with service_error(400, "RelatedResourceNotAuthorizedOrNotFound", "sourceDetails"):
         create_volume(
-            bs, compartment, AD1, size_in_gbs=None,
+            bs,
+            compartment,
+            AD1,
+            size_in_gbs=None,
             source_details=M.VolumeSourceFromVolumeDetails(
                 id="ocid1.volume.oc1.phx.aaaaaaaanotthereatall"
             ),
@@ -430,7 +540,10 @@ def test_delete_keeps_tombstone(
         bs.update_volume(vol.id, M.UpdateVolumeDetails(display_name="zombie"))
     with service_error(400, "RelatedResourceNotAuthorizedOrNotFound"):
         create_volume(
-            bs, compartment, AD1, size_in_gbs=None,
+            bs,
+            compartment,
+            AD1,
+            size_in_gbs=None,
             source_details=M.VolumeSourceFromVolumeDetails(id=vol.id),
         )
 
@@ -444,13 +557,16 @@ def test_delete_unknown_volume(bs: oci.core.BlockstorageClient) -> None:
 
 
 def test_change_compartment(
-    server: Server, bs: oci.core.BlockstorageClient, identity: oci.identity.IdentityClient,
+    server: Server,
+    bs: oci.core.BlockstorageClient,
+    identity: oci.identity.IdentityClient,
     compartment: str,
 ) -> None:
     vol = create_volume(bs, compartment, AD1)
     other = identity.create_compartment(
         oci.identity.models.CreateCompartmentDetails(
-            compartment_id=server.config()["tenancy"], name=f"dest-{vol.id[-6:]}",
+            compartment_id=server.config()["tenancy"],
+            name=f"dest-{vol.id[-6:]}",
             description="destination",
         )
     ).data.id
@@ -480,9 +596,23 @@ def test_change_compartment(
 
 def test_cli_lifecycle(server: Server, compartment: str) -> None:
     vol = server.cli(
-        "bv", "volume", "create", "--compartment-id", compartment, "--availability-domain", AD2,
-        "--display-name", "cli-vol", "--size-in-gbs", "55", "--vpus-per-gb", "0",
-        "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1",
+        "bv",
+        "volume",
+        "create",
+        "--compartment-id",
+        compartment,
+        "--availability-domain",
+        AD2,
+        "--display-name",
+        "cli-vol",
+        "--size-in-gbs",
+        "55",
+        "--vpus-per-gb",
+        "0",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
     ).json
     data = vol["data"]
     assert data["lifecycle-state"] == "AVAILABLE"
@@ -495,15 +625,31 @@ def test_cli_lifecycle(server: Server, compartment: str) -> None:
     assert got["etag"]
 
     updated = server.cli(
-        "bv", "volume", "update", "--volume-id", data["id"], "--size-in-gbs", "60",
-        "--display-name", "cli-vol-2", "--force",
+        "bv",
+        "volume",
+        "update",
+        "--volume-id",
+        data["id"],
+        "--size-in-gbs",
+        "60",
+        "--display-name",
+        "cli-vol-2",
+        "--force",
     ).json["data"]
     assert (updated["size-in-gbs"], updated["display-name"]) == (60, "cli-vol-2")
     assert image_path(server, data["id"]).stat().st_size == 60 * GIB
 
     deleted = server.cli(
-        "bv", "volume", "delete", "--volume-id", data["id"], "--force",
-        "--wait-for-state", "TERMINATED", "--wait-interval-seconds", "1",
+        "bv",
+        "volume",
+        "delete",
+        "--volume-id",
+        data["id"],
+        "--force",
+        "--wait-for-state",
+        "TERMINATED",
+        "--wait-interval-seconds",
+        "1",
     )
     assert deleted.returncode == 0
     got = server.cli("bv", "volume", "get", "--volume-id", data["id"]).json
@@ -513,14 +659,55 @@ def test_cli_lifecycle(server: Server, compartment: str) -> None:
 
 def test_cli_errors(server: Server, compartment: str) -> None:
     missing = server.cli(
-        "bv", "volume", "get", "--volume-id", "ocid1.volume.oc1.phx.aaaaaaaanotthereatall",
+        "bv",
+        "volume",
+        "get",
+        "--volume-id",
+        "ocid1.volume.oc1.phx.aaaaaaaanotthereatall",
         check=False,
     )
     assert missing.returncode != 0
     assert (missing.error["status"], missing.error["code"]) == (404, "NotAuthorizedOrNotFound")
     too_small = server.cli(
-        "bv", "volume", "create", "--compartment-id", compartment, "--availability-domain", AD1,
-        "--size-in-gbs", "49", check=False,
+        "bv",
+        "volume",
+        "create",
+        "--compartment-id",
+        compartment,
+        "--availability-domain",
+        AD1,
+        "--size-in-gbs",
+        "49",
+        check=False,
     )
     assert (too_small.error["status"], too_small.error["code"]) == (400, "InvalidParameter")
     assert "sizeInGBs" in too_small.error["message"]
+
+
+# --- compartments ---------------------------------------------------------------------------
+
+
+def test_compartment_holding_a_volume_is_not_deleted(
+    server: Server,
+    bs: oci.core.BlockstorageClient,
+    identity: oci.identity.IdentityClient,
+    compartment: str,
+) -> None:
+    """However many terminated volumes a compartment also holds, one live volume keeps it."""
+    live = create_volume(bs, compartment, AD1, display_name="still here")
+
+    client = per_thread(server.blockstorage)
+
+    def churn(_: int) -> None:
+        vol = create_volume(client(), compartment, AD1)
+        client().delete_volume(vol.id)
+        wait_volume(client(), vol.id, "TERMINATED")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(churn, range(101)))
+    with service_error(409, "Conflict", live.id):
+        identity.delete_compartment(compartment)
+    assert identity.get_compartment(compartment).data.lifecycle_state == "ACTIVE"
+    bs.delete_volume(live.id)
+    wait_volume(bs, live.id, "TERMINATED")
+    assert identity.delete_compartment(compartment).status == 204

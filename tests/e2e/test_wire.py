@@ -3,9 +3,11 @@ retry tokens, paging, parameter validation, body limits, routing, and path-like 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
-import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from tests.e2e.helpers import (
     M,
     create_group,
     create_volume,
+    per_thread,
     service_error,
     wait_group,
     wait_volume,
@@ -92,9 +95,21 @@ def test_request_id_on_every_response(
         "413": raw.post("/volumes", b"{" + b" " * (1024 * 1024 + 10) + b"}"),
     }
     responses["delete"] = raw.delete(f"/volumes/{vol.id}")
-    expected = {"create": 200, "get": 200, "list": 200, "update": 200, "delete": 204,
-                "400": 400, "401": 401, "404 resource": 404, "404 route": 404,
-                "404 outside api": 404, "405": 405, "412": 412, "413": 413}
+    expected = {
+        "create": 200,
+        "get": 200,
+        "list": 200,
+        "update": 200,
+        "delete": 204,
+        "400": 400,
+        "401": 401,
+        "404 resource": 404,
+        "404 route": 404,
+        "404 outside api": 404,
+        "405": 405,
+        "412": 412,
+        "413": 413,
+    }
     for name, resp in responses.items():
         assert resp.status == expected[name], (name, resp.status, resp.body)
         assert resp.headers.get("opc-request-id"), name
@@ -116,15 +131,19 @@ def test_request_id_on_every_response(
 
 
 def test_etag_changes_on_every_change(make_server: type[Server]) -> None:
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "0.5"}).start()
+    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
     ad = srv.identity().list_availability_domains(tenancy).data[0].name
-    compartment = srv.identity().create_compartment(
-        oci.identity.models.CreateCompartmentDetails(
-            compartment_id=tenancy, name="etags", description="etags"
+    compartment = (
+        srv.identity()
+        .create_compartment(
+            oci.identity.models.CreateCompartmentDetails(
+                compartment_id=tenancy, name="etags", description="etags"
+            )
         )
-    ).data.id
+        .data.id
+    )
     seen: list[tuple[str, str]] = []
 
     def record(step: str, etag: str) -> None:
@@ -141,18 +160,25 @@ def test_etag_changes_on_every_change(make_server: type[Server]) -> None:
     vol_id = created.data.id
     wait_volume(bs, vol_id)
     record("available", bs.get_volume(vol_id).headers["etag"])
-    record("update", bs.update_volume(vol_id, M.UpdateVolumeDetails(display_name="e")).headers[
-        "etag"])
-    record("tags", bs.update_volume(vol_id, M.UpdateVolumeDetails(freeform_tags={"a": "b"}))
-           .headers["etag"])
-    record("grow", bs.update_volume(vol_id, M.UpdateVolumeDetails(size_in_gbs=51)).headers[
-        "etag"])
-    record("move", bs.change_volume_compartment(
-        vol_id, M.ChangeVolumeCompartmentDetails(compartment_id=compartment)).headers["etag"])
+    record(
+        "update", bs.update_volume(vol_id, M.UpdateVolumeDetails(display_name="e")).headers["etag"]
+    )
+    record(
+        "tags",
+        bs.update_volume(vol_id, M.UpdateVolumeDetails(freeform_tags={"a": "b"})).headers["etag"],
+    )
+    record("grow", bs.update_volume(vol_id, M.UpdateVolumeDetails(size_in_gbs=51)).headers["etag"])
+    record(
+        "move",
+        bs.change_volume_compartment(
+            vol_id, M.ChangeVolumeCompartmentDetails(compartment_id=compartment)
+        ).headers["etag"],
+    )
     assert bs.get_volume(vol_id).headers["etag"] == seen[-1][1]
     group = bs.create_volume_group(
         M.CreateVolumeGroupDetails(
-            compartment_id=compartment, availability_domain=ad,
+            compartment_id=compartment,
+            availability_domain=ad,
             source_details=M.VolumeGroupSourceFromVolumesDetails(volume_ids=[vol_id]),
         )
     )
@@ -197,8 +223,9 @@ def test_if_match(bs: oci.core.BlockstorageClient, compartment: str, ad: str) ->
     group = create_group(bs, compartment, ad, [member])
     group_etag = bs.get_volume_group(group.id).headers["etag"]
     with service_error(412, "NoEtagMatch"):
-        bs.update_volume_group(group.id, M.UpdateVolumeGroupDetails(display_name="g"),
-                               if_match="stale")
+        bs.update_volume_group(
+            group.id, M.UpdateVolumeGroupDetails(display_name="g"), if_match="stale"
+        )
     with service_error(412, "NoEtagMatch"):
         bs.delete_volume_group(group.id, if_match="stale")
     assert bs.delete_volume_group(group.id, if_match=group_etag).status == 204
@@ -237,18 +264,45 @@ def test_retry_token_not_consumed_by_a_failed_request(
     bad = M.CreateVolumeDetails(compartment_id=compartment, availability_domain=ad, size_in_gbs=49)
     with service_error(400, "InvalidParameter"):
         bs.create_volume(bad, opc_retry_token="token-after-failure")
-    good = M.CreateVolumeDetails(compartment_id=compartment, availability_domain=ad,
-                                 size_in_gbs=50)
+    good = M.CreateVolumeDetails(compartment_id=compartment, availability_domain=ad, size_in_gbs=50)
     assert bs.create_volume(good, opc_retry_token="token-after-failure").status == 200
     with service_error(400, "InvalidParameter", "opc-retry-token"):
         bs.create_volume(good, opc_retry_token="x" * 65)
 
 
-def test_retry_token_for_groups(bs: oci.core.BlockstorageClient, compartment: str,
-                                ad: str) -> None:
+def test_retry_token_of_a_purged_volume(make_server: type[Server]) -> None:
+    """Once the volume a token created is gone for good, the token is spent: 409
+    InvalidatedRetryToken (tombstones are kept 1 s on this server)."""
+    srv = make_server(env={"OCIBV_TOMBSTONE_SECONDS": "1"}).start()
+    bs = srv.blockstorage()
+    tenancy = srv.config()["tenancy"]
+    details = M.CreateVolumeDetails(
+        compartment_id=tenancy, availability_domain="Uocm:PHX-AD-1", size_in_gbs=50
+    )
+    vol = wait_volume(bs, bs.create_volume(details, opc_retry_token="short-lived").data.id)
+    bs.delete_volume(vol.id)
+    wait_volume(bs, vol.id, "TERMINATED")
+    # While the tombstone lasts the token still answers with the (terminated) volume.
+    assert bs.create_volume(details, opc_retry_token="short-lived").data.id == vol.id
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            bs.get_volume(vol.id)
+        except oci.exceptions.ServiceError as err:
+            assert (err.status, err.code) == (404, "NotAuthorizedOrNotFound")
+            break
+        assert time.monotonic() < deadline, "tombstone never purged"
+        time.sleep(0.1)
+    with service_error(409, "InvalidatedRetryToken"):
+        bs.create_volume(details, opc_retry_token="short-lived")
+    assert bs.list_volumes(compartment_id=tenancy).data == []
+
+
+def test_retry_token_for_groups(bs: oci.core.BlockstorageClient, compartment: str, ad: str) -> None:
     a = create_volume(bs, compartment, ad).id
     details = M.CreateVolumeGroupDetails(
-        compartment_id=compartment, availability_domain=ad,
+        compartment_id=compartment,
+        availability_domain=ad,
         source_details=M.VolumeGroupSourceFromVolumesDetails(volume_ids=[a]),
     )
     first = bs.create_volume_group(details, opc_retry_token="group-token").data
@@ -258,9 +312,7 @@ def test_retry_token_for_groups(bs: oci.core.BlockstorageClient, compartment: st
         bs.create_volume_group(details, opc_retry_token="group-token")
 
 
-def test_retry_token_survives_sdk_retries(
-    server: Server, compartment: str, ad: str
-) -> None:
+def test_retry_token_survives_sdk_retries(server: Server, compartment: str, ad: str) -> None:
     """Under DEFAULT_RETRY_STRATEGY the SDK adds its own token; one call, one volume."""
     bs = server.blockstorage(retry_strategy=oci.retry.DEFAULT_RETRY_STRATEGY)
     resp = bs.create_volume(
@@ -271,12 +323,7 @@ def test_retry_token_survives_sdk_retries(
 
 
 def test_concurrent_creates(server: Server, compartment: str, ad: str) -> None:
-    local = threading.local()
-
-    def client() -> oci.core.BlockstorageClient:
-        if not hasattr(local, "bs"):
-            local.bs = server.blockstorage()
-        return local.bs
+    client = per_thread(server.blockstorage)
 
     def create(token: str) -> str:
         details = M.CreateVolumeDetails(
@@ -299,10 +346,12 @@ def test_concurrent_creates(server: Server, compartment: str, ad: str) -> None:
 # --- paging ---------------------------------------------------------------------------------
 
 
-def test_paging(server: Server, raw: RawClient, bs: oci.core.BlockstorageClient,
-                compartment: str, ad: str) -> None:
-    made = [create_volume(bs, compartment, ad, wait=False, display_name=f"p{i}").id
-            for i in range(7)]
+def test_paging(
+    server: Server, raw: RawClient, bs: oci.core.BlockstorageClient, compartment: str, ad: str
+) -> None:
+    made = [
+        create_volume(bs, compartment, ad, wait=False, display_name=f"p{i}").id for i in range(7)
+    ]
     newest_first = made[::-1]
 
     everything = oci.pagination.list_call_get_all_results(
@@ -321,7 +370,7 @@ def test_paging(server: Server, raw: RawClient, bs: oci.core.BlockstorageClient,
         assert resp.next_page
         page = resp.next_page
     assert [len(p) for p in pages] == [2, 2, 2, 1]
-    assert sum(pages, []) == newest_first
+    assert [v for p in pages for v in p] == newest_first
 
     # Exactly a multiple of the page size: no trailing empty page, no empty header.
     last = raw.get(f"/volumes?compartmentId={compartment}&limit=7")
@@ -336,7 +385,10 @@ def test_paging(server: Server, raw: RawClient, bs: oci.core.BlockstorageClient,
     assert "opc-next-page" not in rest.headers
 
     by_name = oci.pagination.list_call_get_all_results(
-        bs.list_volumes, compartment_id=compartment, limit=3, sort_by="DISPLAYNAME",
+        bs.list_volumes,
+        compartment_id=compartment,
+        limit=3,
+        sort_by="DISPLAYNAME",
         sort_order="DESC",
     ).data
     assert [v.display_name for v in by_name] == [f"p{i}" for i in range(6, -1, -1)]
@@ -346,8 +398,9 @@ def test_paging(server: Server, raw: RawClient, bs: oci.core.BlockstorageClient,
     with service_error(400, "InvalidParameter", "page"):
         bs.list_volumes(compartment_id=compartment, limit=2, page=token, sort_by="DISPLAYNAME")
 
-    cli = server.cli("bv", "volume", "list", "--compartment-id", compartment, "--all",
-                     "--page-size", "3").json
+    cli = server.cli(
+        "bv", "volume", "list", "--compartment-id", compartment, "--all", "--page-size", "3"
+    ).json
     assert [v["id"] for v in cli["data"]] == newest_first
 
 
@@ -397,8 +450,9 @@ def test_malformed_json(raw: RawClient, body: bytes) -> None:
     assert_error(raw.post("/volumes", body), 400, "CannotParseRequest")
 
 
-def test_malformed_json_on_update(raw: RawClient, bs: oci.core.BlockstorageClient,
-                                  compartment: str, ad: str) -> None:
+def test_malformed_json_on_update(
+    raw: RawClient, bs: oci.core.BlockstorageClient, compartment: str, ad: str
+) -> None:
     vol = create_volume(bs, compartment, ad, wait=False)
     assert_error(raw.put(f"/volumes/{vol.id}", b"{nope"), 400, "CannotParseRequest")
     assert_error(raw.post("/volumeGroups", b"{nope"), 400, "CannotParseRequest")
@@ -423,15 +477,17 @@ def test_malformed_json_on_update(raw: RawClient, bs: oci.core.BlockstorageClien
         ({"compartmentId": 12}, "compartmentId"),
     ],
 )
-def test_wrong_types(raw: RawClient, compartment: str, ad: str, extra: dict[str, Any],
-                     field: str) -> None:
+def test_wrong_types(
+    raw: RawClient, compartment: str, ad: str, extra: dict[str, Any], field: str
+) -> None:
     resp = raw.post("/volumes", volume_body(compartment, ad, **extra))
     assert_error(resp, 400, "InvalidParameter", field)
 
 
 def test_missing_required(raw: RawClient, compartment: str, ad: str) -> None:
-    assert_error(raw.post("/volumes", {"availabilityDomain": ad}), 400, "MissingParameter",
-                 "compartmentId")
+    assert_error(
+        raw.post("/volumes", {"availabilityDomain": ad}), 400, "MissingParameter", "compartmentId"
+    )
     assert_error(raw.post("/volumes", b""), 400, "MissingParameter")
     assert_error(raw.get("/volumes"), 400, "MissingParameter", "compartmentId")
     assert_error(raw.get("/volumeGroups"), 400, "MissingParameter", "compartmentId")
@@ -440,27 +496,45 @@ def test_missing_required(raw: RawClient, compartment: str, ad: str) -> None:
     # Fields the source type makes required.
     assert_error(
         raw.post("/volumeGroups", {**group, "sourceDetails": {"type": "volumeIds"}}),
-        400, "MissingParameter", "sourceDetails.volumeIds",
+        400,
+        "MissingParameter",
+        "sourceDetails.volumeIds",
     )
     assert_error(
         raw.post("/volumeGroups", {**group, "sourceDetails": {"type": "volumeGroupId"}}),
-        400, "MissingParameter", "sourceDetails.volumeGroupId",
+        400,
+        "MissingParameter",
+        "sourceDetails.volumeGroupId",
     )
     volume = {"compartmentId": compartment, "availabilityDomain": ad}
     for source_type in ("volume", "volumeBackup", "blockVolumeReplica"):
         assert_error(
             raw.post("/volumes", {**volume, "sourceDetails": {"type": source_type}}),
-            400, "MissingParameter", "sourceDetails.id",
+            400,
+            "MissingParameter",
+            "sourceDetails.id",
         )
     assert_error(
-        raw.post("/volumes", {**volume, "sourceDetails": {"type": "volumeBackupDelta",
-                                                          "firstBackupId": "x"}}),
-        400, "MissingParameter", "sourceDetails.secondBackupId",
+        raw.post(
+            "/volumes",
+            {**volume, "sourceDetails": {"type": "volumeBackupDelta", "firstBackupId": "x"}},
+        ),
+        400,
+        "MissingParameter",
+        "sourceDetails.secondBackupId",
     )
-    assert_error(raw.post("/volumes", {**volume, "sourceDetails": {"id": "x"}}),
-                 400, "MissingParameter", "sourceDetails.type")
-    assert_error(raw.post("/volumes/x/actions/changeCompartment", {}), 400, "MissingParameter",
-                 "compartmentId")
+    assert_error(
+        raw.post("/volumes", {**volume, "sourceDetails": {"id": "x"}}),
+        400,
+        "MissingParameter",
+        "sourceDetails.type",
+    )
+    assert_error(
+        raw.post("/volumes/x/actions/changeCompartment", {}),
+        400,
+        "MissingParameter",
+        "compartmentId",
+    )
 
 
 @pytest.mark.parametrize(
@@ -485,15 +559,17 @@ def test_bad_query(raw: RawClient, compartment: str, query: str, field: str) -> 
 def test_sdk_sees_field_errors(bs: oci.core.BlockstorageClient, compartment: str) -> None:
     with service_error(400, "InvalidParameter", "sortBy"):
         bs.base_client.call_api(
-            resource_path="/volumes", method="GET",
+            resource_path="/volumes",
+            method="GET",
             query_params={"compartmentId": compartment, "sortBy": "FOO"},
             header_params={"accept": "application/json", "content-type": "application/json"},
         )
 
 
 def test_oversized_body(raw: RawClient, compartment: str, ad: str) -> None:
-    big = volume_body(compartment, ad, displayName="big",
-                      freeformTags={f"k{i}": "v" * 200 for i in range(6000)})
+    big = volume_body(
+        compartment, ad, displayName="big", freeformTags={f"k{i}": "v" * 200 for i in range(6000)}
+    )
     body = json.dumps(big).encode()
     assert len(body) > 1024 * 1024
     assert_error(raw.post("/volumes", body), 413, "PayloadTooLarge")
@@ -504,15 +580,45 @@ def test_oversized_body(raw: RawClient, compartment: str, ad: str) -> None:
     assert_error(raw.post("/volumes", padded), 400, "InvalidParameter", "displayName")
 
 
+def test_oversized_chunked_body(server: Server) -> None:
+    """Without a content-length the limit holds while streaming."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b" " * 65536
+        yield b"{}"
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            "/20160918/volumes",
+            body=chunks(),
+            encode_chunked=True,
+            headers={"content-type": "application/json"},
+        )
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert (resp.status, body["code"]) == (413, "PayloadTooLarge")
+    assert resp.getheader("opc-request-id")
+
+
 def test_unknown_path_and_method(raw: RawClient) -> None:
     assert_error(raw.get("/nothingHere"), 404, "NotFound")
     assert_error(raw.get("/volumes/x/y/z"), 404, "NotFound")
     assert_error(raw.get("/", sign=False), 404, "NotFound")
+    # No redirects to a "corrected" URL (they would carry no OCI body or request id).
+    for path in ("/volumes/", f"/volumes/{UNKNOWN_VOLUME}/", "/20160918", "/volumeGroups/"):
+        assert_error(raw.get(path), 404, "NotFound")
+        assert_error(raw.get(path, sign=False), 404, "NotFound")
     assert_error(raw.request("PATCH", "/volumes", {}), 405, "MethodNotAllowed")
     assert_error(raw.delete("/volumes"), 405, "MethodNotAllowed")
     assert_error(raw.put("/volumeGroups", {}), 405, "MethodNotAllowed")
-    assert_error(raw.get(f"/volumes/{UNKNOWN_VOLUME}/actions/changeCompartment"), 405,
-                 "MethodNotAllowed")
+    assert_error(
+        raw.get(f"/volumes/{UNKNOWN_VOLUME}/actions/changeCompartment"), 405, "MethodNotAllowed"
+    )
 
 
 def test_malformed_ids_are_not_found(raw: RawClient) -> None:
@@ -557,16 +663,20 @@ def test_path_like_ids(server: Server, raw: RawClient, compartment: str) -> None
             raw.post(f"/volumes/{bad}/actions/changeCompartment", {"compartmentId": compartment}),
             raw.get(f"/volumeGroups/{bad}"),
             raw.delete(f"/volumeGroups/{bad}"),
-            raw.post("/volumes", {"compartmentId": compartment,
-                                  "sourceDetails": {"type": "volume", "id": bad}}),
+            raw.post(
+                "/volumes",
+                {"compartmentId": compartment, "sourceDetails": {"type": "volume", "id": bad}},
+            ),
         ):
             assert resp.status in (400, 404), (bad, resp.status, resp.body)
             assert resp.headers.get("opc-request-id")
             if resp.status == 404:
                 assert resp.code in ("NotFound", "NotAuthorizedOrNotFound"), resp.body
             else:
-                assert resp.code in ("RelatedResourceNotAuthorizedOrNotFound",
-                                     "InvalidParameter"), resp.body
+                assert resp.code in (
+                    "RelatedResourceNotAuthorizedOrNotFound",
+                    "InvalidParameter",
+                ), resp.body
 
     for path, stat in before.items():
         assert path.read_bytes() == b"do not touch"

@@ -6,7 +6,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Router
 
 from ocibv.api import (
     identity,
@@ -44,7 +44,11 @@ def create_app(services: Services) -> Starlette:
         *volume_backups.routes(api, services.volume_backups),
         *volume_group_backups.routes(api, services.volume_group_backups),
     ]
-    return Starlette(
-        routes=[Mount(API_VERSION, routes=routes)],
+    # No trailing-slash redirects (Starlette's default): OCI answers an unknown path with a
+    # 404 NotFound body and an opc-request-id, never with a bare 307 to another URL.
+    app = Starlette(
+        routes=[Mount(API_VERSION, app=Router(routes, redirect_slashes=False))],
         exception_handlers={404: _http_error, 405: _http_error},
     )
+    app.router.redirect_slashes = False
+    return app

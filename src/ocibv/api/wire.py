@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from ocibv.domain.errors import OciError
 
 
+@functools.lru_cache(maxsize=16384)  # the same creation times are rendered on every list
 def timestamp(us: int | None) -> str | None:
     """RFC 3339 UTC with milliseconds: ``2024-05-01T12:00:00.123Z``."""
     if us is None:

@@ -1,4 +1,4 @@
-"""Backup, restore, scrub and garbage collection of volume images in a chunk store.
+"""Backup and restore of volume images through a chunk store.
 
 A volume image is cut into fixed, aligned chunks of ``chunk_size`` bytes. A backup stores the
 non-zero chunks (deduplicated by digest) and then, last, a manifest naming them; a restore
@@ -6,29 +6,23 @@ writes them back and leaves everything else a hole. Work is spread over a small 
 (BLAKE3, zstd and file I/O release the GIL) with a bounded number of chunks in flight, so
 memory does not grow with the volume.
 
-Garbage collection scheme (see ``docs/design.md``): every chunk a backup relies on is
-*touched* (its timestamp refreshed) when the backup first meets it and again, all of them,
-just before the manifest is saved ("seal"); a chunk the seal finds gone is read from the
-image again. The collector deletes only chunks that no live manifest names *and* that
-nobody touched for ``grace_seconds``, with a delete that re-checks the timestamp atomically
-against a concurrent touch. So a running backup never loses a chunk it will name, whether
-it wrote the chunk or deduplicated against an old one.
+Before saving its manifest a backup *seals*: it touches every chunk it names (refreshing
+the timestamp the garbage collector goes by) and stores again, from the image, any chunk
+that vanished meanwhile. With the collector's grace period (``maintenance``) this keeps a
+running backup safe from garbage collection, whether it wrote a chunk or deduplicated
+against an old one. Scrub and garbage collection live in ``maintenance``, re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
-from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_key
-from ocibv.engine.errors import IntegrityError, ObjectNotFound, VolumeImageError
+from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore
+from ocibv.engine.errors import IntegrityError, VolumeImageError
+from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
     FULL,
     INCREMENTAL,
@@ -37,34 +31,24 @@ from ocibv.engine.manifest import (
     save_manifest,
     validate_id,
 )
+from ocibv.engine.parallel import bounded_map
 from ocibv.engine.volume_files import iter_data_extents
 
+__all__ = [
+    "GcReport",
+    "ScrubReport",
+    "backup_volume",
+    "collect_garbage",
+    "restore_volume",
+    "scrub",
+    "unique_stored_bytes",
+]
+
 Progress = Callable[[int, int], None]
-T = TypeVar("T")
-R = TypeVar("R")
 
-# Threads per requested worker: part of each chunk's time is spent waiting in fsync (backup)
-# or in page-cache writes (restore), so a few more threads than cores keep both cores busy.
-THREADS_PER_WORKER = 2
-# Chunks queued per thread: bounds memory to about threads * QUEUE_DEPTH * chunk_size.
-QUEUE_DEPTH = 2
-
-
-def _ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, results in order, at most a few items in flight."""
-    depth = max(1, threads) * QUEUE_DEPTH
-    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="ocibv-chunk") as ex:
-        pending: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                pending.append(ex.submit(fn, item))
-                if len(pending) >= depth:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+# Threads per requested worker: part of each chunk's time is spent waiting for I/O (fsync of
+# new chunks, page-cache copies), so a few more threads than cores keep the cores busy.
+THREADS_PER_WORKER = 4
 
 
 def _now_iso() -> str:
@@ -114,6 +98,29 @@ class _ImageReader:
         return None if data == zero else data
 
 
+HOLE_BLOCK = 4096
+_ZERO_BLOCK = bytes(HOLE_BLOCK)
+
+
+def _nonzero_runs(data: bytes) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of the runs of ``data`` not made of all-zero 4 KiB blocks."""
+    heads = data[::HOLE_BLOCK]  # a block whose first byte is not 0 is not a zero block
+    if 0 not in heads:
+        yield 0, len(data)
+        return
+    run_start: int | None = None
+    for i, head in enumerate(heads):
+        start = i * HOLE_BLOCK
+        is_zero = head == 0 and data[start : start + HOLE_BLOCK] == _ZERO_BLOCK[: len(data) - start]
+        if is_zero and run_start is not None:
+            yield run_start, start
+            run_start = None
+        elif not is_zero and run_start is None:
+            run_start = start
+    if run_start is not None:
+        yield run_start, len(data)
+
+
 def backup_volume(
     store: ChunkStore,
     image_path: Path,
@@ -139,7 +146,8 @@ def backup_volume(
     caller guarantees nothing else changed since ``previous``. Holes are never read and
     all-zero chunks are never stored. ``progress(bytes_done, bytes_total)`` is called from
     the calling thread. Chunks are durable (``backend.sync()``) before the manifest is
-    saved, and the manifest is saved durably last: on any exception no manifest exists.
+    saved, and the manifest is saved durably last: on any exception no manifest exists
+    (chunks already stored stay until garbage collection).
     """
     validate_id(backup_id)
     if chunk_size <= 0 or workers <= 0:
@@ -186,7 +194,7 @@ def backup_volume(
         if progress:
             progress(0, total)
         threads = workers * THREADS_PER_WORKER
-        for index, stored in _ordered_map(read_and_store, indices, threads):
+        for index, stored in bounded_map(read_and_store, indices, threads):
             if stored is None:
                 entries.pop(index, None)
             else:
@@ -216,17 +224,17 @@ def backup_volume(
 def _seal(store: ChunkStore, reader: _ImageReader, chunks: list[ChunkEntry], threads: int) -> None:
     """Touch every chunk the new manifest names; store again any that vanished meanwhile.
 
-    A chunk can vanish between the first touch and now only if garbage collection ran with
-    a grace period shorter than that interval; the image still holds its bytes.
+    A chunk vanishes only if garbage collection deleted it since the backup first met it
+    (it was unreferenced and older than the grace period then); the image still holds it.
     """
     first_of: dict[str, ChunkEntry] = {}
     for entry in chunks:
         first_of.setdefault(entry.digest, entry)
 
     def touch(entry: ChunkEntry) -> ChunkEntry | None:
-        return entry if store.backend.touch(chunk_key(entry.digest)) is None else None
+        return entry if store.touch_chunk(entry.digest) is None else None
 
-    missing = [e for e in _ordered_map(touch, first_of.values(), threads) if e is not None]
+    missing = [e for e in bounded_map(touch, first_of.values(), threads) if e is not None]
     for entry in missing:
         data = reader.read(entry.chunk_index)
         ref = store.put_chunk(data) if data is not None else None
@@ -248,7 +256,8 @@ def restore_volume(
     """Write the backup ``manifest`` describes to ``target_path``, durable on return.
 
     The target becomes a sparse file of ``manifest.volume_size`` bytes (previous content is
-    discarded); chunks absent from the manifest and all-zero chunks stay holes. Every chunk
+    discarded); chunks absent from the manifest and all-zero 4 KiB blocks stay holes, so a
+    hole of the source is a hole of the restore. Every chunk
     is verified before it is written: IntegrityError or ChunkNotFound abort the restore
     (the target is then incomplete and must not be used). ``progress(bytes_done,
     bytes_total)`` counts the manifest's chunk bytes, from the calling thread.
@@ -262,7 +271,6 @@ def restore_volume(
     try:
         os.ftruncate(fd, 0)
         os.ftruncate(fd, manifest.volume_size)
-        zero = bytes(manifest.chunk_size)
 
         def fetch_and_write(entry: ChunkEntry) -> int:
             data = store.get_chunk(entry.digest)
@@ -270,18 +278,20 @@ def restore_volume(
                 raise IntegrityError(
                     f"chunk {entry.digest}: {len(data)} bytes where the manifest says {entry.size}"
                 )
-            if data != (zero if entry.size == manifest.chunk_size else bytes(entry.size)):
-                offset = entry.chunk_index * manifest.chunk_size
-                written = os.pwrite(fd, data, offset)
-                while written < len(data):  # pwrite may write less than asked
-                    written += os.pwrite(fd, memoryview(data)[written:], offset + written)
+            base = entry.chunk_index * manifest.chunk_size
+            for start, end in _nonzero_runs(data):
+                written = os.pwrite(fd, memoryview(data)[start:end], base + start)
+                while start + written < end:  # pwrite may write less than asked
+                    written += os.pwrite(
+                        fd, memoryview(data)[start + written : end], base + start + written
+                    )
             return entry.size
 
         total = manifest.data_bytes
         done = 0
         if progress:
             progress(0, total)
-        for n in _ordered_map(fetch_and_write, manifest.chunks, workers * THREADS_PER_WORKER):
+        for n in bounded_map(fetch_and_write, manifest.chunks, workers * THREADS_PER_WORKER):
             done += n
             if progress:
                 progress(done, total)
@@ -290,138 +300,6 @@ def restore_volume(
         raise VolumeImageError(f"restore to {target_path} failed: {exc}") from exc
     finally:
         os.close(fd)
-
-
-@dataclass
-class ScrubReport:
-    """Outcome of :func:`scrub`: damaged and missing chunks and the backups each breaks."""
-
-    chunks_checked: int = 0
-    bytes_checked: int = 0
-    damaged: dict[str, list[str]] = field(default_factory=dict)
-    missing: dict[str, list[str]] = field(default_factory=dict)
-    removed: int = 0
-
-    @property
-    def affected_backups(self) -> set[str]:
-        """Backup ids that cannot be restored until their chunks are repaired."""
-        return {b for ids in (*self.damaged.values(), *self.missing.values()) for b in ids}
-
-    @property
-    def ok(self) -> bool:
-        """True when every checked chunk is present and intact."""
-        return not self.damaged and not self.missing
-
-
-def scrub(
-    store: ChunkStore,
-    manifests: Iterable[Manifest],
-    *,
-    all_chunks: bool = False,
-    remove_damaged: bool = False,
-    workers: int = 2,
-    progress: Progress | None = None,
-) -> ScrubReport:
-    """Read and verify every chunk the manifests name (and, with ``all_chunks``, every stored
-    chunk); report damaged and missing digests with the backup ids each affects.
-
-    With ``remove_damaged`` damaged chunks are deleted, so that the next backup of the same
-    data (of any type) stores them again instead of deduplicating against a bad copy; a FULL
-    backup repairs them either way. ``progress(chunks_done, chunks_total)``.
-    """
-    users: dict[str, list[str]] = {}
-    for manifest in manifests:
-        for digest in manifest.digests():
-            users.setdefault(digest, []).append(manifest.backup_id)
-    if all_chunks:
-        for digest in store.iter_digests():
-            users.setdefault(digest, [])
-    report = ScrubReport()
-
-    def check(digest: str) -> tuple[str, str | None, int]:
-        try:
-            blob = store.backend.get(chunk_key(digest))
-        except ObjectNotFound:
-            return digest, "missing", 0
-        try:
-            store.decode(digest, blob)
-        except IntegrityError:
-            return digest, "damaged", len(blob)
-        return digest, None, len(blob)
-
-    total = len(users)
-    for done, (digest, problem, stored) in enumerate(
-        _ordered_map(check, list(users), workers * THREADS_PER_WORKER), start=1
-    ):
-        report.chunks_checked += 1
-        report.bytes_checked += stored
-        if problem == "missing":
-            report.missing[digest] = sorted(users[digest])
-        elif problem == "damaged":
-            report.damaged[digest] = sorted(users[digest])
-            if remove_damaged:
-                store.delete_chunk(digest)
-                report.removed += 1
-        if progress:
-            progress(done, total)
-    if report.removed:
-        store.backend.sync()
-    return report
-
-
-@dataclass
-class GcReport:
-    """Outcome of :func:`collect_garbage`."""
-
-    chunks_seen: int = 0
-    chunks_live: int = 0
-    chunks_deleted: int = 0
-    bytes_deleted: int = 0
-    chunks_in_grace: int = 0
-    temporaries_removed: int = 0
-
-
-def collect_garbage(
-    store: ChunkStore,
-    live_manifests: Iterable[Manifest],
-    *,
-    grace_seconds: float,
-    now: float | None = None,
-) -> GcReport:
-    """Delete chunks no live manifest names and nobody touched for ``grace_seconds``.
-
-    ``live_manifests`` are the backups to keep (normally every manifest in the store that
-    has not been deleted); compute them just before calling. Safe while backups run as long
-    as ``grace_seconds`` exceeds the time between computing ``live_manifests`` and calling
-    this, plus the time a backup spends between its seal and saving its manifest (seconds).
-    Also removes leftovers of interrupted writes older than the grace period.
-    """
-    if grace_seconds < 0:
-        raise ValueError("grace_seconds must not be negative")
-    cutoff = (time.time() if now is None else now) - grace_seconds
-    live: set[str] = set()
-    for manifest in live_manifests:
-        live |= manifest.digests()
-    report = GcReport()
-    backend = store.backend
-    for digest in store.iter_digests():
-        report.chunks_seen += 1
-        if digest in live:
-            report.chunks_live += 1
-            continue
-        key = chunk_key(digest)
-        try:
-            stored = backend.size(key)
-        except ObjectNotFound:
-            continue
-        if backend.delete_if_older(key, cutoff):
-            report.chunks_deleted += 1
-            report.bytes_deleted += stored
-        else:
-            report.chunks_in_grace += 1
-    report.temporaries_removed = backend.cleanup(cutoff)
-    backend.sync()
-    return report
 
 
 def unique_stored_bytes(target: Manifest, others: Iterable[Manifest]) -> int:

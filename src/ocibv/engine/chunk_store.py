@@ -8,9 +8,11 @@ whatever number of backups refer to it, as the object ``chunks/<first 2 hex>/<64
                records its content size)
     byte 2...  payload
 
-A chunk is stored raw when zstd does not make it smaller (random data, already compressed
+A chunk is stored raw when zstd does not make it smaller (random or already compressed
 data), which also makes restoring it a plain copy. Every read is verified against the name.
-See ``docs/design.md`` ("Backup store format").
+An object's timestamp is refreshed ("touched") whenever a backup relies on the chunk; the
+garbage collector only deletes chunks untouched for its grace period. See
+``docs/design.md`` ("Backup store format").
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ CODEC_RAW = 0
 CODEC_ZSTD = 1
 HEADER_SIZE = 2
 CHUNK_PREFIX = "chunks/"
-DIGEST_HEX_LENGTH = 64
+_RAW_HEADER = bytes((FORMAT_VERSION, CODEC_RAW))
+_ZSTD_HEADER = bytes((FORMAT_VERSION, CODEC_ZSTD))
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -46,24 +49,22 @@ class ChunkRef:
     stored_size: int
 
 
-def chunk_digest(data: bytes | memoryview) -> str:
+def chunk_digest(data: bytes | bytearray | memoryview) -> str:
     """The name of a chunk holding ``data``: BLAKE3-256, lowercase hex."""
     return blake3.blake3(data).hexdigest()
 
 
 def chunk_key(digest: str) -> str:
-    """Backend key of the chunk named ``digest``; raise IntegrityError for a malformed name."""
-    if len(digest) != DIGEST_HEX_LENGTH or not _HEX.issuperset(digest):
+    """Backend key of the chunk named ``digest``; IntegrityError for a malformed name."""
+    if len(digest) != 64 or not _HEX.issuperset(digest):
         raise IntegrityError(f"malformed chunk digest {digest!r}")
     return f"{CHUNK_PREFIX}{digest[:2]}/{digest}"
 
 
 def digest_from_key(key: str) -> str | None:
     """The digest a chunk key names, or None if ``key`` is not a chunk key."""
-    if not key.startswith(CHUNK_PREFIX):
-        return None
     digest = key.rpartition("/")[2]
-    if len(digest) != DIGEST_HEX_LENGTH or not _HEX.issuperset(digest):
+    if len(digest) != 64 or not _HEX.issuperset(digest):
         return None
     return digest if key == f"{CHUNK_PREFIX}{digest[:2]}/{digest}" else None
 
@@ -71,8 +72,8 @@ def digest_from_key(key: str) -> str | None:
 class ChunkStore:
     """Put and get verified chunks. Thread-safe: call it from as many threads as you like.
 
-    ``level`` is the zstd level used for new chunks (1: nearly level 3's ratio at 1.6x the
-    speed on mixed data). Reading does not depend on it.
+    ``level`` is the zstd level for new chunks (1: nearly level 3's ratio at 1.6x the speed
+    on mixed data). Reading does not depend on it.
     """
 
     def __init__(self, backend: Backend, *, level: int = 1) -> None:
@@ -100,12 +101,16 @@ class ChunkStore:
             self._local.dctx = dctx
         return dctx
 
-    def encode(self, data: bytes) -> bytes:
-        """The stored object for plaintext ``data`` (header + raw or zstd payload)."""
+    def encode_parts(self, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """The stored object for plaintext ``data`` as (header, raw or zstd payload)."""
         compressed = self._compressor().compress(data)
         if len(compressed) < len(data):
-            return bytes((FORMAT_VERSION, CODEC_ZSTD)) + compressed
-        return bytes((FORMAT_VERSION, CODEC_RAW)) + data
+            return _ZSTD_HEADER, compressed
+        return _RAW_HEADER, bytes(data)
+
+    def encode(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The stored object for plaintext ``data`` as one bytes object."""
+        return b"".join(self.encode_parts(data))
 
     def decode(self, digest: str, blob: bytes) -> bytes:
         """Plaintext of the stored object ``blob`` of chunk ``digest``, verified.
@@ -131,15 +136,19 @@ class ChunkStore:
         return data
 
     def put_chunk(
-        self, data: bytes, *, digest: str | None = None, verify_existing: bool = False
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        digest: str | None = None,
+        verify_existing: bool = False,
     ) -> ChunkRef:
         """Store ``data`` unless a chunk with its digest is already stored; return its ref.
 
-        ``digest``, when given, must be :func:`chunk_digest` of ``data`` (saves hashing twice).
-        An existing chunk is touched (its timestamp refreshed, see the GC scheme in
-        ``docs/design.md``) and, with ``verify_existing``, read back and verified: a damaged
-        one is rewritten from ``data``. On return the chunk's content is durable; its name is
-        durable after the next ``backend.sync()``.
+        ``digest``, when given, must be :func:`chunk_digest` of ``data``. An existing chunk
+        is touched (its timestamp refreshed: the garbage collector spares it for its grace
+        period) and, with ``verify_existing``, read back and verified: a damaged one is
+        rewritten from ``data`` (that is how a FULL backup repairs the store). The chunk is
+        durable once ``backend.sync()`` returns. ``data`` is not referenced after return.
         """
         if digest is None:
             digest = chunk_digest(data)
@@ -153,9 +162,9 @@ class ChunkStore:
                 return ChunkRef(digest, len(data), stored)
             except (IntegrityError, ObjectNotFound):
                 pass  # damaged (or collected meanwhile): write a good copy below
-        blob = self.encode(data)
-        self._backend.put(key, blob)
-        return ChunkRef(digest, len(data), len(blob))
+        parts = self.encode_parts(data)
+        self._backend.put_parts(key, parts)
+        return ChunkRef(digest, len(data), len(parts[0]) + len(parts[1]))
 
     def get_chunk(self, digest: str) -> bytes:
         """The verified plaintext of chunk ``digest``.

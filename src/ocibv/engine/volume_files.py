@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +43,55 @@ def grow_image(path: Path, size_bytes: int) -> None:
             os.truncate(path, size_bytes)
     except OSError as exc:
         raise VolumeImageError(f"cannot grow volume image {path.name}: {exc}") from exc
+
+
+@functools.cache
+def max_image_bytes(directory: Path, ceiling: int) -> int:
+    """The size of the largest image a file in ``directory`` can have, at most ``ceiling``.
+
+    Filesystems cap the size of one file: ext4 (4 KiB blocks) just under 16 TiB, XFS and btrfs
+    far beyond any volume. Probed once per directory with a sparse scratch file (no space
+    used) that is removed again; ``VolumeImageError`` if the directory cannot be written.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".size-probe-", dir=directory)
+    except OSError as exc:
+        raise VolumeImageError(f"cannot probe {directory}: {exc}") from exc
+    try:
+
+        def fits(size: int) -> bool:
+            try:
+                os.ftruncate(fd, size)
+            except OSError as exc:
+                if exc.errno in (errno.EFBIG, errno.EINVAL):
+                    return False
+                raise VolumeImageError(f"cannot probe {directory}: {exc}") from exc
+            return True
+
+        if fits(ceiling):
+            return ceiling
+        low, high = 0, ceiling  # low fits, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+def replace_image(new: Path, target: Path) -> None:
+    """Atomically put the (fsync'd) image ``new`` in place of ``target``; durable on return."""
+    try:
+        os.replace(new, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise VolumeImageError(f"cannot replace volume image {target.name}: {exc}") from exc
 
 
 def remove_image(path: Path) -> None:

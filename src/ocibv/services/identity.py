@@ -159,27 +159,12 @@ class IdentityService:
             check_if_match(res, if_match)
             if res.lifecycle_state in (DELETING, DELETED):
                 return
-            live = [
-                r
-                for kind in (
-                    "compartment",
-                    "volume",
-                    "volumegroup",
-                    "volumebackup",
-                    "volumegroupbackup",
-                )
-                for r in list_resources(
-                    conn,
-                    self.tokens,
-                    caller,
-                    kind,
-                    ListRequest({"compartment_id": compartment_id}, limit=100),
-                )[0]
-                if r.lifecycle_state not in (DELETED, TERMINATED)
-            ]
-            if live:
+            live = repo.first_alive_in(
+                conn, caller.tenancy_id, compartment_id, (DELETED, TERMINATED)
+            )
+            if live is not None:
                 raise Conflict(
-                    f"Compartment {compartment_id} is not empty: it still holds {live[0].id}."
+                    f"Compartment {compartment_id} is not empty: it still holds {live.id}."
                 )
             repo.update(conn, res, lifecycle_state=DELETING)
             job_rows.enqueue(conn, "delete_compartment", res.id, {})

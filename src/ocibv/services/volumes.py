@@ -16,6 +16,7 @@ from ocibv.domain.errors import (
     Conflict,
     IncorrectState,
     InvalidParameter,
+    LimitExceeded,
     NotAuthorizedOrNotFound,
 )
 from ocibv.domain.lifecycle import (
@@ -169,11 +170,13 @@ class VolumeService:
         if ad is None:
             raise InvalidParameter("availabilityDomain: required unless cloning a volume.")
         self._check_ad(ad)
+        size_gbs = size_gbs or limits.DEFAULT_VOLUME_GBS
+        self._check_fits(size_gbs)
         res = new_volume(
             caller,
             compartment_id=details["compartment_id"],
             availability_domain=ad,
-            size_in_gbs=size_gbs or limits.DEFAULT_VOLUME_GBS,
+            size_in_gbs=size_gbs,
             display_name=details.get("display_name"),
             state=state,
             source_details=source,
@@ -225,6 +228,7 @@ class VolumeService:
             raise IncorrectState(
                 f"Volume {res.id} is {res.busy or res.lifecycle_state}; resize it when AVAILABLE."
             )
+        self._check_fits(new_size)
         group_id = res.parent_id
         if group_id:
             group = repo.get(conn, group_id, "volumegroup")
@@ -277,6 +281,19 @@ class VolumeService:
                 raise Conflict(f"Volume {volume_id} is {res.lifecycle_state}.")
             repo.update(conn, res, compartment_id=compartment_id)
             return res
+
+    def _check_fits(self, size_gbs: int) -> None:
+        """Refuse up front a size the volume directory's filesystem cannot hold in one image
+        file (ext4: just under 16 TiB) rather than leave a FAULTY volume or fail a resize."""
+        most = volume_files.max_image_bytes(
+            self.ctx.settings.volumes_dir, limits.MAX_VOLUME_GBS * limits.GIB
+        )
+        if size_gbs * limits.GIB > most:
+            raise LimitExceeded(
+                f"sizeInGBs: {size_gbs} GB is more than this server can hold: the filesystem "
+                f"of {self.ctx.settings.volumes_dir} limits one file to {most // limits.GIB} GB "
+                "(use XFS or btrfs for volumes up to 32 TB)."
+            )
 
     def _check_ad(self, ad: str) -> None:
         if ad not in self.ctx.settings.availability_domains:
@@ -423,7 +440,14 @@ class VolumeDataAccess:
                     f"{image} is {image.stat().st_size} bytes, larger than volume {volume_id} "
                     f"({res.attrs['size_in_gbs']} GB)."
                 )
-            return volume_files.copy_sparse(image, path, size=size, progress=progress)
+            # All or nothing: a killed import leaves the volume's old bytes, never half.
+            staging = path.with_name(path.name + ".import")
+            try:
+                written = volume_files.copy_sparse(image, staging, size=size, progress=progress)
+                volume_files.replace_image(staging, path)
+            finally:
+                volume_files.remove_image(staging)
+            return written
         finally:
             self.release(volume_id)
 
@@ -443,3 +467,5 @@ class VolumeDataAccess:
             for res in repo.busy_resources(conn):
                 if res.busy and _busy_is_stale(res.busy):
                     repo.update(conn, res, busy=None)
+                    path = self.ctx.settings.volume_path(res.id)
+                    volume_files.remove_image(path.with_name(path.name + ".import"))

@@ -42,7 +42,10 @@ _COLUMNS = [c.name for c in resources.columns]
 
 
 def _from_row(row: sa.Row[Any]) -> Resource:
-    values = dict(row._mapping)
+    """A ``Resource`` from a row of ``sa.select(resources)`` (all columns, in table order)."""
+    # zip over the known column order: twice as fast as dict(row._mapping), which shows in
+    # every list of 100 resources.
+    values = dict(zip(_COLUMNS, row, strict=True))
     values["attrs"] = dict(values["attrs"] or {})
     return Resource(**values)
 
@@ -62,11 +65,16 @@ def insert_exact(conn: sa.Connection, res: Resource) -> Resource:
     return res
 
 
+# Built once: building and cache-keying a statement per call cost more than running it.
+_GET_BY_ID = sa.select(resources).where(resources.c.id == sa.bindparam("id"))
+_GET_BY_ID_AND_KIND = _GET_BY_ID.where(resources.c.kind == sa.bindparam("kind"))
+
+
 def get(conn: sa.Connection, resource_id: str, kind: str | None = None) -> Resource | None:
-    query = sa.select(resources).where(resources.c.id == resource_id)
-    if kind is not None:
-        query = query.where(resources.c.kind == kind)
-    row = conn.execute(query).first()
+    if kind is None:
+        row = conn.execute(_GET_BY_ID, {"id": resource_id}).first()
+    else:
+        row = conn.execute(_GET_BY_ID_AND_KIND, {"id": resource_id, "kind": kind}).first()
     return _from_row(row) if row else None
 
 
@@ -135,6 +143,24 @@ def being_copied_from(conn: sa.Connection, source_id: str) -> list[Resource]:
         )
     )
     return [_from_row(r) for r in rows]
+
+
+def first_alive_in(
+    conn: sa.Connection, tenancy_id: str, compartment_id: str, dead_states: Sequence[str]
+) -> Resource | None:
+    """Any resource of any kind in the compartment whose state is not one of ``dead_states``
+    (one indexed query, however many tombstones the compartment holds)."""
+    row = conn.execute(
+        sa.select(resources)
+        .where(
+            resources.c.tenancy_id == tenancy_id,
+            resources.c.compartment_id == compartment_id,
+            resources.c.lifecycle_state.not_in(list(dead_states)),
+        )
+        .order_by(resources.c.created_us, resources.c.id)
+        .limit(1)
+    ).first()
+    return _from_row(row) if row else None
 
 
 def busy_resources(conn: sa.Connection) -> list[Resource]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ocibv.engine.errors import BackendError
@@ -40,7 +40,7 @@ def validate_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """What a backend knows about one object: stored size and last-touch time (epoch s)."""
+    """What a backend knows about one object: stored size and last-write time (epoch s)."""
 
     size: int
     mtime: float
@@ -59,11 +59,14 @@ class Backend(ABC):
         """Store ``data`` under ``key``, replacing any previous object.
 
         Atomic: a concurrent or later reader sees either the previous object (or none) or all
-        of ``data``, never a prefix. On return the object is visible to every reader and its
-        content can never be lost or torn; its *name* may still be lost by a crash until the
-        next :meth:`sync` returns (after a crash the key is then simply absent). Sets the
-        object's timestamp to now.
+        of ``data``, never a prefix. Visible to every reader on return. Durable once the next
+        :meth:`sync` returns; until then a crash may lose the object, but never leaves it
+        torn or empty under its key. Sets the object's timestamp to now.
         """
+
+    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+        """:meth:`put` of the concatenation of ``parts`` (backends may avoid joining them)."""
+        self.put(key, b"".join(parts))
 
     @abstractmethod
     def get(self, key: str) -> bytes:
@@ -116,7 +119,7 @@ class Backend(ABC):
     def sync(self) -> None:
         """Make every :meth:`put` and :meth:`delete` that returned before this call durable.
 
-        After ``sync`` returns, a crash loses none of those objects (names and contents).
+        After ``sync`` returns, a crash loses none of those changes (names and contents).
         """
 
     def cleanup(self, cutoff: float) -> int:

@@ -1,14 +1,13 @@
 """Local directory backend: one file per object under a root directory.
 
-Writes follow restic's ``local.Save``: write a temporary file in the target directory,
-fsync it, rename it into place. An object visible under its name therefore always has its
-full content on disk, even after a crash; the directory entry itself becomes durable when
-:meth:`LocalBackend.sync` fsyncs every directory changed since the last sync. Measured on the
-2-core dev VM (6,000 files of 128 KiB): fsync per file from 8 threads took 1.1-1.5 s,
-rename-without-fsync + one ``syncfs`` 0.9-1.5 s — the same within noise, and per-file fsync
-needs no crash recovery (a renamed-but-unsynced file could be empty after a crash and would
-then be trusted by deduplication), so per-file fsync it is. Callers get the parallelism by
-calling :meth:`put` from several threads.
+Writes follow restic's ``local.Save``: write a temporary file (``.tmp-*``) in the target
+directory, fsync it, rename it into place; :meth:`LocalBackend.sync` then fsyncs every
+directory changed since the last sync. A file under an object's name therefore always has
+its full content on disk, even after a crash (a renamed-but-unsynced file could come back
+empty and then be trusted by deduplication), and its name is durable after ``sync()``.
+Deferring the data to one ``syncfs`` in ``sync()`` measured the same within noise (see
+``docs/design.md``) and flushes every other writer of the file system too, so each object
+is fsync'd. Callers get parallelism by calling :meth:`LocalBackend.put` from several threads.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ocibv.engine.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
@@ -25,10 +24,34 @@ from ocibv.engine.errors import BackendError, ObjectNotFound
 
 _TMP_PREFIX = ".tmp-"
 _GC_PREFIX = ".gc-"
+_IOV_MAX = 1024
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, parts: Sequence[bytes]) -> None:
+    """Write every part, in order, with as few system calls as possible (no joining)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        while written:  # skip what was written; keep the unwritten tail of a part
+            if written >= len(views[first]):
+                written -= len(views[first])
+                first += 1
+            else:
+                views[first] = views[first][written:]
+                written = 0
 
 
 class LocalBackend(Backend):
-    """Objects as files below ``root``; key ``a/b/c`` is the file ``root/a/b/c``."""
+    """Objects as files below ``root``; key ``a/b/c`` is the file ``root/a/b/c``. Thread-safe."""
 
     def __init__(self, root: Path | str) -> None:
         self._root = Path(root).absolute()
@@ -69,6 +92,9 @@ class LocalBackend(Backend):
             self._known_dirs.add(directory)
 
     def put(self, key: str, data: bytes) -> None:
+        self.put_parts(key, (data,))
+
+    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
         path = self._path(key)
         directory, name = os.path.split(path)
         tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
@@ -76,9 +102,7 @@ class LocalBackend(Backend):
             self._ensure_dir(directory)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, parts)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -91,9 +115,8 @@ class LocalBackend(Backend):
             self._dirty_dirs.add(directory)
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open(self._path(key), "rb", buffering=0) as f:
                 return f.read()
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key}") from None
@@ -129,7 +152,7 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendError(f"cannot list {rel or '/'}: {exc}") from exc
         for entry in entries:
-            if entry.name.startswith("."):  # temporaries and GC quarantine, never objects
+            if entry.name.startswith("."):  # temporaries and GC leftovers, never objects
                 continue
             key = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir(follow_symlinks=False):
@@ -160,13 +183,13 @@ class LocalBackend(Backend):
     def delete_if_older(self, key: str, cutoff: float) -> bool:
         path = self._path(key)
         directory, name = os.path.split(path)
+        aside = os.path.join(directory, f"{_GC_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
         try:
             if os.stat(path).st_mtime >= cutoff:
                 return False
-            # Move the object aside first, then look at its timestamp again: a touch that
-            # landed between the stat and the rename is visible on the moved inode, and a
-            # touch after the rename fails (the toucher rewrites the object).
-            aside = os.path.join(directory, f"{_GC_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
+            # Move the object aside, then look at its timestamp again: a touch that landed
+            # between the stat and the rename shows on the moved inode, and a touch after
+            # the rename fails (the toucher then writes the object again).
             os.rename(path, aside)
         except FileNotFoundError:
             return False
@@ -174,8 +197,7 @@ class LocalBackend(Backend):
             raise BackendError(f"cannot delete {key}: {exc}") from exc
         try:
             if os.stat(aside).st_mtime >= cutoff:
-                # Put it back unless the toucher has already written a fresh copy.
-                with contextlib.suppress(FileExistsError):
+                with contextlib.suppress(FileExistsError):  # unless rewritten meanwhile
                     os.link(aside, path)
                 return False
             return True
@@ -189,11 +211,8 @@ class LocalBackend(Backend):
             dirs, self._dirty_dirs = self._dirty_dirs, set()
         try:
             for directory in sorted(dirs, key=len, reverse=True):  # children before parents
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    _fsync_dir(directory)
         except OSError as exc:
             with self._lock:
                 self._dirty_dirs |= dirs
@@ -213,4 +232,3 @@ class LocalBackend(Backend):
                 except FileNotFoundError:
                     continue
         return removed
-

@@ -1,0 +1,41 @@
+"""Bounded parallel map for chunk work (hashing, zstd and file I/O release the GIL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+QUEUE_DEPTH = 2
+"""Items submitted per thread ahead of the consumer: bounds memory to a few items per thread."""
+
+
+def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``threads`` threads, yielding results as they complete (not
+    in input order), with at most ``threads * QUEUE_DEPTH`` items in flight; ``items`` is
+    consumed lazily, so memory does not depend on how many there are.
+
+    The first exception raised by ``fn`` is re-raised to the consumer; items not yet started
+    are cancelled and running ones finish before the exception propagates.
+    """
+    threads = max(1, threads)
+    depth = threads * QUEUE_DEPTH
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocibv-chunk") as pool:
+        running: set[Future[R]] = set()
+        try:
+            for item in items:
+                running.add(pool.submit(fn, item))
+                if len(running) >= depth:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in running:
+                future.cancel()

@@ -1,0 +1,119 @@
+"""Shared helpers and fixtures for the backup store tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
+from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.volume_files import iter_data_extents
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@pytest.fixture(params=["local", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every backend the contract suite covers."""
+    if request.param == "local":
+        yield LocalBackend(tmp_path / "store")
+    else:
+        yield MemoryBackend()
+
+
+@pytest.fixture
+def store(backend: Backend) -> ChunkStore:
+    return ChunkStore(backend)
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def text_bytes(n: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    words = [b"volume", b"backup", b"chunk", b"store", b"oracle", b"block", b"restore", b"zstd"]
+    out = bytearray()
+    while len(out) < n:
+        out += b" ".join(rng.choices(words, k=12)) + b"\n"
+    return bytes(out[:n])
+
+
+def write_image(path: Path, size: int, regions: list[tuple[int, bytes]]) -> Path:
+    """A sparse image of ``size`` bytes holding ``regions`` (offset, data); rest are holes."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        for offset, data in regions:
+            os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+    return path
+
+
+def mixed_image(path: Path, *, size: int = 24 * MIB, seed: int = 1) -> Path:
+    """Holes, real zero bytes, random and text data, and a partial last block."""
+    return write_image(
+        path,
+        size,
+        [
+            (1 * MIB, random_bytes(3 * MIB, seed)),
+            (5 * MIB, bytes(2 * MIB)),  # zeros written as data: allocated, never stored
+            (8 * MIB, text_bytes(3 * MIB, seed)),
+            (12 * MIB + 4 * KIB, random_bytes(60 * KIB, seed + 1)),  # inside one chunk
+            (size - 5000, random_bytes(5000, seed + 2)),
+        ],
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def extents(path: Path) -> list[tuple[int, int]]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [(s, s + n) for s, n in iter_data_extents(fd, os.fstat(fd).st_size)]
+    finally:
+        os.close(fd)
+
+
+def holes_kept(source: Path, restored: Path) -> bool:
+    """Every allocated byte of ``restored`` is allocated in ``source`` too."""
+    src = extents(source)
+    return all(any(s <= a and b <= e for s, e in src) for a, b in extents(restored))
+
+
+def age(backend: Backend, key: str, seconds: float) -> None:
+    """Move an object's timestamp ``seconds`` into the past."""
+    stamp = time.time() - seconds
+    if isinstance(backend, MemoryBackend):
+        backend.set_mtime(key, stamp)
+    else:
+        assert isinstance(backend, LocalBackend)
+        os.utime(backend.root / key, (stamp, stamp))
+
+
+def age_all(backend: Backend, prefix: str, seconds: float) -> None:
+    for key in list(backend.list(prefix)):
+        age(backend, key, seconds)
+
+
+def damage(backend: Backend, key: str, *, at: int | None = None) -> None:
+    """Flip one byte of a stored object, in place (as bit rot would)."""
+    data = bytearray(backend.get(key))
+    data[len(data) // 2 if at is None else at] ^= 0x5A
+    if isinstance(backend, LocalBackend):
+        (backend.root / key).write_bytes(bytes(data))
+    else:
+        assert isinstance(backend, MemoryBackend)
+        stamp = backend.stat(key).mtime
+        backend.put(key, bytes(data))
+        backend.set_mtime(key, stamp)

@@ -1,0 +1,219 @@
+"""Backup and restore: exact bytes, holes kept, incrementals cost only what changed."""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from ocibv.engine.backends import LocalBackend
+from ocibv.engine.backup import backup_volume, collect_garbage, restore_volume
+from ocibv.engine.chunk_store import ChunkStore, chunk_digest, chunk_key
+from ocibv.engine.errors import ChunkNotFound, IntegrityError
+from ocibv.engine.manifest import delete_manifest, list_manifests, load_manifest
+from tests.engine.store_helpers import (
+    KIB,
+    MIB,
+    backend,
+    damage,
+    extents,
+    holes_kept,
+    mixed_image,
+    random_bytes,
+    sha256,
+    store,
+    write_image,
+)
+
+__all__ = ["backend", "store"]
+CS = 256 * KIB
+
+
+def chunk_count(store: ChunkStore) -> int:
+    return len(list(store.iter_digests()))
+
+
+def test_roundtrip_keeps_bytes_and_holes(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    seen: list[tuple[int, int]] = []
+    m = backup_volume(
+        store,
+        image,
+        backup_id="b1",
+        volume_id="v",
+        chunk_size=CS,
+        full=True,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert load_manifest(store.backend, "b1") == m
+    assert m.volume_size == image.stat().st_size and m.type == "FULL"
+    stored = {e.chunk_index for e in m.chunks}
+    assert not stored & set(range(5 * MIB // CS, 7 * MIB // CS))  # zero chunks not stored
+    assert seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    target = tmp_path / "restored.img"
+    restore_volume(store, m, target)
+    assert target.stat().st_size == image.stat().st_size
+    assert sha256(target) == sha256(image)
+    assert holes_kept(image, target)
+    allocated = sum(e - s for s, e in extents(target))
+    assert allocated <= 3 * MIB + 3 * MIB + 64 * KIB + 12 * KIB  # no zero block written
+
+
+def test_holes_are_never_read(tmp_path: Path) -> None:
+    store = ChunkStore(LocalBackend(tmp_path / "s"))
+    image = write_image(tmp_path / "huge.img", 1 << 40, [(1 << 39, b"data" * 1000)])  # 1 TiB
+    start = time.monotonic()
+    m = backup_volume(store, image, backup_id="big", volume_id="v", full=True)
+    assert time.monotonic() - start < 5  # reading 1 TiB of holes would take minutes
+    assert [e.chunk_index for e in m.chunks] == [(1 << 39) // m.chunk_size]
+
+
+def test_incremental_stores_only_changed_chunks(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    original = sha256(image)
+    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    before = chunk_count(store)
+    with open(image, "r+b") as f:  # three changed chunks: one of them in a former hole
+        for offset in (1 * MIB + 100, 8 * MIB + 5000, 20 * MIB):
+            f.seek(offset)
+            f.write(random_bytes(4096, offset))
+    incr = backup_volume(
+        store, image, backup_id="incr", volume_id="v", chunk_size=CS, previous=full, full=False
+    )
+    assert incr.type == "INCREMENTAL"
+    assert chunk_count(store) == before + 3
+    assert len(incr.digests() - full.digests()) == 3
+    restore_volume(store, incr, tmp_path / "incr.img")
+    assert sha256(tmp_path / "incr.img") == sha256(image)
+    restore_volume(store, full, tmp_path / "full.img")
+    assert sha256(tmp_path / "full.img") == original
+
+
+def test_deleting_the_full_never_breaks_the_incremental(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    with open(image, "r+b") as f:
+        f.seek(2 * MIB)
+        f.write(random_bytes(CS, 9))
+    incr = backup_volume(
+        store, image, backup_id="incr", volume_id="v", chunk_size=CS, previous=full, full=False
+    )
+    delete_manifest(store.backend, "full")
+    report = collect_garbage(store, [incr], grace_seconds=0, now=time.time() + 60)
+    assert report.chunks_deleted == 1  # only the chunk the incremental overwrote
+    assert list_manifests(store.backend) == ["incr"]
+    restore_volume(store, incr, tmp_path / "r.img")
+    assert sha256(tmp_path / "r.img") == sha256(image)
+
+
+def test_changed_ranges_read_only_those_chunks(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    with open(image, "r+b") as f:
+        f.seek(1 * MIB)
+        f.write(random_bytes(100, 10))  # reported as changed
+        f.seek(8 * MIB)
+        f.write(random_bytes(100, 11))  # NOT reported: proves unchanged chunks are not read
+    totals: list[int] = []
+    incr = backup_volume(
+        store,
+        image,
+        backup_id="cbt",
+        volume_id="v",
+        chunk_size=CS,
+        previous=full,
+        full=False,
+        changed_ranges=[(1 * MIB, 100)],
+        progress=lambda d, t: totals.append(t),
+    )
+    assert set(totals) == {CS}  # one chunk read
+    by_index = {e.chunk_index: e.digest for e in incr.chunks}
+    old = {e.chunk_index: e.digest for e in full.chunks}
+    assert by_index[1 * MIB // CS] != old[1 * MIB // CS]
+    assert by_index[8 * MIB // CS] == old[8 * MIB // CS]  # taken from the previous backup
+    assert {i: d for i, d in by_index.items() if i != 1 * MIB // CS} == {
+        i: d for i, d in old.items() if i != 1 * MIB // CS
+    }
+
+
+def test_changed_ranges_handle_growth_and_zeroing(store: ChunkStore, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "vol.img", 1 * MIB + 100, [(0, random_bytes(1 * MIB + 100, 1))])
+    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    os.truncate(image, 2 * MIB)  # the volume grew: the old partial last chunk is now full
+    with open(image, "r+b") as f:
+        f.write(bytes(CS))  # chunk 0 zeroed: it must disappear from the manifest
+    incr = backup_volume(
+        store,
+        image,
+        backup_id="grown",
+        volume_id="v",
+        chunk_size=CS,
+        previous=full,
+        full=False,
+        changed_ranges=[(0, CS)],
+    )
+    assert incr.volume_size == 2 * MIB
+    assert [e.chunk_index for e in incr.chunks] == [1, 2, 3, 4]
+    restore_volume(store, incr, tmp_path / "r.img")
+    assert sha256(tmp_path / "r.img") == sha256(image)
+
+
+def test_restore_refuses_damaged_data(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, full=True)
+    victim = m.chunks[len(m.chunks) // 2].digest
+    damage(store.backend, chunk_key(victim))
+    with pytest.raises(IntegrityError, match=victim):
+        restore_volume(store, m, tmp_path / "r.img")
+    store.delete_chunk(victim)
+    with pytest.raises(ChunkNotFound, match=victim):
+        restore_volume(store, m, tmp_path / "r.img")
+
+
+def test_full_repairs_what_incremental_trusts(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    first = backup_volume(store, image, backup_id="b1", volume_id="v", chunk_size=CS, full=True)
+    victim = first.chunks[0].digest
+    damage(store.backend, chunk_key(victim))
+    backup_volume(
+        store, image, backup_id="b2", volume_id="v", chunk_size=CS, previous=first, full=False
+    )
+    with pytest.raises(IntegrityError):
+        store.get_chunk(victim)  # an incremental deduplicates against what is there
+    backup_volume(store, image, backup_id="b3", volume_id="v", chunk_size=CS, full=True)
+    restore_volume(store, first, tmp_path / "r.img")  # the old backup is whole again
+    assert sha256(tmp_path / "r.img") == sha256(image)
+
+
+def test_same_manifest_whatever_the_worker_count(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "vol.img")
+    manifests = [
+        backup_volume(
+            store,
+            image,
+            backup_id=f"w{w}",
+            volume_id="v",
+            chunk_size=64 * KIB,
+            full=True,
+            workers=w,
+        ).chunks
+        for w in (1, 3)
+    ]
+    assert manifests[0] == manifests[1]
+    assert manifests[0][0].digest == chunk_digest(image.read_bytes()[1 * MIB : 1 * MIB + 64 * KIB])
+
+
+def test_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
+    store = ChunkStore(LocalBackend(tmp_path / "s"))
+    image = write_image(tmp_path / "vol.img", 48 * MIB, [(0, random_bytes(48 * MIB, 3))])
+    tracemalloc.start()
+    try:
+        m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, full=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(m.chunks) == 48 * MIB // CS
+    assert peak < 12 * MIB  # a few chunks in flight, not the 48 MiB volume

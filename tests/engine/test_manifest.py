@@ -1,0 +1,134 @@
+"""Manifests: exact round trip, checksum, layout, group manifests, unique sizes."""
+
+from __future__ import annotations
+
+import json
+
+import blake3
+import pytest
+
+from ocibv.engine.backends import Backend, MemoryBackend
+from ocibv.engine.backup import unique_stored_bytes
+from ocibv.engine.errors import BackendError, IntegrityError, ObjectNotFound
+from ocibv.engine.manifest import (
+    ChunkEntry,
+    GroupManifest,
+    Manifest,
+    decode_manifest,
+    delete_group_manifest,
+    delete_manifest,
+    encode_manifest,
+    list_group_manifests,
+    list_manifests,
+    load_group_manifest,
+    load_manifest,
+    save_group_manifest,
+    save_manifest,
+)
+from tests.engine.store_helpers import backend
+
+__all__ = ["backend"]
+
+D = [blake3.blake3(bytes([n])).hexdigest() for n in range(6)]
+
+
+def manifest(backup_id: str = "b1", chunks: list[ChunkEntry] | None = None) -> Manifest:
+    return Manifest(
+        backup_id=backup_id,
+        volume_id="ocid1.volume.oc1..vol",
+        volume_size=10 * 1024 + 100,
+        chunk_size=1024,
+        created_at="2024-05-01T10:00:00.000Z",
+        type="FULL",
+        chunks=chunks
+        if chunks is not None
+        else [
+            ChunkEntry(0, D[0], 1024, 500),
+            ChunkEntry(3, D[1], 1024, 1026),
+            ChunkEntry(10, D[2], 100, 50),
+        ],
+        group_backup_id="g1",
+    )
+
+
+def test_roundtrip_is_exact_and_file_is_json(backend: Backend) -> None:
+    m = manifest()
+    save_manifest(backend, m)
+    assert load_manifest(backend, "b1") == m
+    doc = json.loads(backend.get("manifests/b1.json"))
+    assert doc["manifest"]["chunks"][1] == [3, D[1], 1024, 1026]
+    assert (
+        doc["checksum"]
+        == blake3.blake3(
+            backend.get("manifests/b1.json")[len('{"checksum":"') + 64 + len('","manifest":') : -1]
+        ).hexdigest()
+    )
+
+
+def test_checksum_detects_any_change() -> None:
+    blob = encode_manifest(manifest())
+    tampered = blob.replace(b'"volume_size":10340', b'"volume_size":10341')
+    assert tampered != blob
+    with pytest.raises(IntegrityError, match="checksum"):
+        decode_manifest(tampered)
+    with pytest.raises(IntegrityError):
+        decode_manifest(blob[:-1])
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [ChunkEntry(3, D[0], 1024, 1), ChunkEntry(1, D[1], 1024, 1)],  # unsorted
+        [ChunkEntry(11, D[0], 1024, 1)],  # beyond the volume
+        [ChunkEntry(10, D[0], 1024, 1)],  # last chunk is only 100 bytes
+        [ChunkEntry(0, "abc", 1024, 1)],  # malformed digest
+    ],
+)
+def test_inconsistent_manifests_are_refused(chunks: list[ChunkEntry]) -> None:
+    with pytest.raises(IntegrityError):
+        save_manifest(MemoryBackend(), manifest(chunks=chunks))
+
+
+def test_list_and_delete(backend: Backend) -> None:
+    for name in ("b2", "b1", "ocid1.volumebackup.oc1.phx.abc"):
+        save_manifest(backend, manifest(name))
+    assert list_manifests(backend) == ["b1", "b2", "ocid1.volumebackup.oc1.phx.abc"]
+    delete_manifest(backend, "b2")
+    delete_manifest(backend, "b2")
+    assert list_manifests(backend) == ["b1", "ocid1.volumebackup.oc1.phx.abc"]
+    with pytest.raises(ObjectNotFound):
+        load_manifest(backend, "b2")
+    with pytest.raises(BackendError):
+        load_manifest(backend, "../b1")
+
+
+def test_group_manifest_roundtrip(backend: Backend) -> None:
+    g = GroupManifest(
+        group_backup_id="ocid1.volumegroupbackup.oc1..g",
+        volume_group_id="ocid1.volumegroup.oc1..vg",
+        member_backup_ids=["b1", "b2"],
+        created_at="2024-05-01T10:00:00.000Z",
+        meta={"displayName": "nightly", "freeformTags": {"k": "v"}, "sizeInGBs": 2},
+    )
+    save_group_manifest(backend, g)
+    assert list_group_manifests(backend) == [g.group_backup_id]
+    assert list_manifests(backend) == []
+    assert load_group_manifest(backend, g.group_backup_id) == g
+    delete_group_manifest(backend, g.group_backup_id)
+    assert list_group_manifests(backend) == []
+
+
+def test_unique_stored_bytes_grows_when_a_sharer_is_deleted() -> None:
+    full = manifest("full", [ChunkEntry(0, D[0], 1024, 100), ChunkEntry(1, D[1], 1024, 200)])
+    incr = manifest(
+        "incr",
+        [
+            ChunkEntry(0, D[0], 1024, 100),
+            ChunkEntry(1, D[2], 1024, 300),
+            ChunkEntry(2, D[2], 1024, 300),
+        ],
+    )
+    assert unique_stored_bytes(full, [full, incr]) == 200
+    assert unique_stored_bytes(incr, [full, incr]) == 300  # D[2] counted once: stored once
+    assert unique_stored_bytes(incr, [incr]) == 400  # the FULL is gone: D[0] is now unique
+    assert manifest("x").stored_bytes == 500 + 1026 + 50
