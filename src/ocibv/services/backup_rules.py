@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ocibv.domain import retention
-from ocibv.domain.errors import Conflict, IncorrectState
+from ocibv.domain.errors import IncorrectState
 from ocibv.domain.lifecycle import COMMITTED, CREATING, REQUEST_RECEIVED
 from ocibv.domain.ocid import new_ocid
 from ocibv.domain.retention import Retention
@@ -106,8 +106,3 @@ def check_deletable(ctx: ServiceContext, conn: Any, res: repo.Resource, what: st
     rules = Retention.from_attrs(res.attrs)
     expires = rules.expires_at(point_in_time(res), ctx.settings.retention_day_seconds)
     retention.check_delete(rules, expires, datetime.now(UTC), what)
-
-
-def check_movable(res: repo.Resource, what: str) -> None:
-    if res.lifecycle_state not in ("AVAILABLE", "FAULTY"):
-        raise Conflict(f"{what} is {res.lifecycle_state}; it can be moved when AVAILABLE.")

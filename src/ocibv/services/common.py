@@ -23,10 +23,12 @@ from ocibv.domain.errors import (
 )
 from ocibv.domain.lifecycle import ACTIVE, TERMINATED
 from ocibv.domain.ocid import is_ocid
-from ocibv.services.context import Caller
+from ocibv.services.context import Caller, ServiceContext
 from ocibv.store import resources as repo
 from ocibv.store import retry_tokens
 from ocibv.store.database import now_us
+
+MOVABLE_STATES = ("AVAILABLE", "FAULTY", "PROVISIONING", "RESTORING", "UPDATE_PENDING")
 
 KIND_LABELS = {
     "volume": "Volume",
@@ -120,6 +122,41 @@ def idempotent_create(
     res = create()
     retry_tokens.record(conn, caller.tenancy_id, operation, token, request_hash, res.id, now_us())
     return res, True
+
+
+def create_once(
+    ctx: ServiceContext,
+    caller: Caller,
+    operation: str,
+    retry_token: str | None,
+    details: Mapping[str, Any],
+    create: Callable[[sa.Connection], repo.Resource],
+) -> repo.Resource:
+    """A create operation: one write transaction, honouring the retry token; wakes the job
+    workers when something new was queued."""
+    with ctx.db.write() as conn:
+        res, created = idempotent_create(
+            conn, caller, operation, retry_token, body_hash(details), lambda: create(conn)
+        )
+    if created:
+        ctx.wake_jobs()
+    return res
+
+
+def move_compartment(
+    ctx: ServiceContext, caller: Caller, kind: str, resource_id: str, compartment_id: str
+) -> repo.Resource:
+    """ChangeCompartment: any live resource may move to another compartment of its tenancy."""
+    with ctx.db.write() as conn:
+        res = get_visible(conn, caller, kind, resource_id)
+        require_compartment(conn, caller, compartment_id)
+        if res.lifecycle_state not in MOVABLE_STATES:
+            raise Conflict(
+                f"{KIND_LABELS.get(kind, kind)} {resource_id} is {res.lifecycle_state}; "
+                "it cannot change compartment now."
+            )
+        repo.update(conn, res, compartment_id=compartment_id)
+        return res
 
 
 class PageTokens:

@@ -16,7 +16,6 @@ from ocibv.domain.lifecycle import (
 from ocibv.jobs.runner import JobContext
 from ocibv.services.backup_rules import (
     check_deletable,
-    check_movable,
     new_volume_backup,
     retention_attrs,
     updated_attrs,
@@ -24,11 +23,11 @@ from ocibv.services.backup_rules import (
 from ocibv.services.backup_runs import BackupRuns, busy_mark
 from ocibv.services.common import (
     PageTokens,
-    body_hash,
     check_if_match,
+    create_once,
     get_related,
     get_visible,
-    idempotent_create,
+    move_compartment,
     require_compartment,
     tombstone_until,
 )
@@ -68,15 +67,10 @@ class VolumeBackupService:
     def create_volume_backup(
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
-        request_hash = body_hash(details)
-        with self.ctx.db.write() as conn:
-            res, created = idempotent_create(
-                conn, caller, "create_volume_backup", retry_token, request_hash,
-                lambda: self._create(conn, caller, details),
-            )
-        if created:
-            self.ctx.wake_jobs()
-        return res
+        return create_once(
+            self.ctx, caller, "create_volume_backup", retry_token, details,
+            lambda conn: self._create(conn, caller, details),
+        )
 
     def _create(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
         volume = get_related(conn, caller, "volume", details["volume_id"], "volumeId")
@@ -143,11 +137,7 @@ class VolumeBackupService:
     def change_volume_backup_compartment(
         self, caller: Caller, backup_id: str, compartment_id: str
     ) -> repo.Resource:
-        with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volumebackup", backup_id)
-            require_compartment(conn, caller, compartment_id)
-            check_movable(res, f"Volume backup {backup_id}")
-            repo.update(conn, res, compartment_id=compartment_id)
+        res = move_compartment(self.ctx, caller, "volumebackup", backup_id, compartment_id)
         self.runs.save_entry(res)
         return res
 

@@ -24,7 +24,6 @@ from ocibv.domain.ocid import new_ocid
 from ocibv.jobs.runner import JobContext
 from ocibv.services.backup_rules import (
     check_deletable,
-    check_movable,
     new_volume_backup,
     retention_attrs,
     updated_attrs,
@@ -33,11 +32,11 @@ from ocibv.services.backup_rules import (
 from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.common import (
     PageTokens,
-    body_hash,
     check_if_match,
+    create_once,
     get_related,
     get_visible,
-    idempotent_create,
+    move_compartment,
     require_compartment,
     tombstone_until,
 )
@@ -61,15 +60,10 @@ class VolumeGroupBackupService:
     def create_volume_group_backup(
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
-        request_hash = body_hash(details)
-        with self.ctx.db.write() as conn:
-            res, created = idempotent_create(
-                conn, caller, "create_volume_group_backup", retry_token, request_hash,
-                lambda: self._create(conn, caller, details),
-            )
-        if created:
-            self.ctx.wake_jobs()
-        return res
+        return create_once(
+            self.ctx, caller, "create_volume_group_backup", retry_token, details,
+            lambda conn: self._create(conn, caller, details),
+        )
 
     def _create(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
         group = get_related(conn, caller, "volumegroup", details["volume_group_id"],
@@ -170,11 +164,9 @@ class VolumeGroupBackupService:
     def change_volume_group_backup_compartment(
         self, caller: Caller, backup_id: str, compartment_id: str
     ) -> repo.Resource:
-        with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volumegroupbackup", backup_id)
-            require_compartment(conn, caller, compartment_id)
-            check_movable(res, f"Volume group backup {backup_id}")
-            repo.update(conn, res, compartment_id=compartment_id)
+        res = move_compartment(
+            self.ctx, caller, "volumegroupbackup", backup_id, compartment_id
+        )
         self.runs.save_entry(res)
         return res
 

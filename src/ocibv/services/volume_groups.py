@@ -25,11 +25,11 @@ from ocibv.domain.ocid import new_ocid
 from ocibv.jobs.runner import JobContext
 from ocibv.services.common import (
     PageTokens,
-    body_hash,
     check_if_match,
+    create_once,
     get_related,
     get_visible,
-    idempotent_create,
+    move_compartment,
     require_compartment,
     tombstone_until,
 )
@@ -54,19 +54,10 @@ class VolumeGroupService:
     def create_volume_group(
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
-        request_hash = body_hash(details)
-        with self.ctx.db.write() as conn:
-            res, created = idempotent_create(
-                conn,
-                caller,
-                "create_volume_group",
-                retry_token,
-                request_hash,
-                lambda: self._create(conn, caller, details),
-            )
-        if created:
-            self.ctx.wake_jobs()
-        return res
+        return create_once(
+            self.ctx, caller, "create_volume_group", retry_token, details,
+            lambda conn: self._create(conn, caller, details),
+        )
 
     def _create(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
         require_compartment(conn, caller, details["compartment_id"])
@@ -269,13 +260,7 @@ class VolumeGroupService:
     def change_volume_group_compartment(
         self, caller: Caller, group_id: str, compartment_id: str
     ) -> repo.Resource:
-        with self.ctx.db.write() as conn:
-            group = get_visible(conn, caller, "volumegroup", group_id)
-            require_compartment(conn, caller, compartment_id)
-            if group.lifecycle_state in (TERMINATING, TERMINATED):
-                raise Conflict(f"Volume group {group_id} is {group.lifecycle_state}.")
-            repo.update(conn, group, compartment_id=compartment_id)
-            return group
+        return move_compartment(self.ctx, caller, "volumegroup", group_id, compartment_id)
 
     # --- jobs -----------------------------------------------------------------------------
 

@@ -32,11 +32,11 @@ from ocibv.engine import volume_files
 from ocibv.jobs.runner import JobContext
 from ocibv.services.common import (
     PageTokens,
-    body_hash,
     check_if_match,
+    create_once,
     get_related,
     get_visible,
-    idempotent_create,
+    move_compartment,
     require_compartment,
     tombstone_until,
 )
@@ -118,18 +118,10 @@ class VolumeService:
     def create_volume(
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
-        request_hash = body_hash(details)
-        with self.ctx.db.write() as conn:
-
-            def create() -> repo.Resource:
-                return self._create_volume(conn, caller, details)
-
-            res, created = idempotent_create(
-                conn, caller, "create_volume", retry_token, request_hash, create
-            )
-        if created:
-            self.ctx.wake_jobs()
-        return res
+        return create_once(
+            self.ctx, caller, "create_volume", retry_token, details,
+            lambda conn: self._create_volume(conn, caller, details),
+        )
 
     def _create_volume(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
         require_compartment(conn, caller, details["compartment_id"])
@@ -274,13 +266,7 @@ class VolumeService:
     def change_volume_compartment(
         self, caller: Caller, volume_id: str, compartment_id: str
     ) -> repo.Resource:
-        with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volume", volume_id)
-            require_compartment(conn, caller, compartment_id)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
-                raise Conflict(f"Volume {volume_id} is {res.lifecycle_state}.")
-            repo.update(conn, res, compartment_id=compartment_id)
-            return res
+        return move_compartment(self.ctx, caller, "volume", volume_id, compartment_id)
 
     def _check_fits(self, size_gbs: int) -> None:
         """Refuse up front a size the volume directory's filesystem cannot hold in one image
