@@ -73,7 +73,9 @@ def _retention(a: dict[str, Any]) -> dict[str, Any]:
         "retentionPeriod": {
             "retentionTimeUnit": period["retention_time_unit"],
             "retentionTimeAmount": period["retention_time_amount"],
-        } if period else None,
+        }
+        if period
+        else None,
         "timeRetentionExpiresAt": timestamp(a.get("retention_expires_us")),
         "isPreventDeletionEnabled": a.get("is_prevent_deletion_enabled"),
         "isRetentionLockEnabled": a.get("is_retention_lock_enabled"),

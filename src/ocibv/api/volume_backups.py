@@ -69,11 +69,13 @@ def routes(api: ApiContext, backups: VolumeBackupService) -> list[Route]:
     path = "/volumeBackups/{volumeBackupId}"
     return [
         Route("/volumeBackups", api.endpoint(create_volume_backup), methods=["POST"]),
-        Route("/volumeBackups", api.endpoint(list_volume_backups, blocking=False),
-              methods=["GET"]),
+        Route("/volumeBackups", api.endpoint(list_volume_backups, blocking=False), methods=["GET"]),
         Route(path, api.endpoint(get_volume_backup, blocking=False), methods=["GET"]),
         Route(path, api.endpoint(update_volume_backup), methods=["PUT"]),
         Route(path, api.endpoint(delete_volume_backup), methods=["DELETE"]),
-        Route(f"{path}/actions/changeCompartment",
-              api.endpoint(change_volume_backup_compartment), methods=["POST"]),
+        Route(
+            f"{path}/actions/changeCompartment",
+            api.endpoint(change_volume_backup_compartment),
+            methods=["POST"],
+        ),
     ]

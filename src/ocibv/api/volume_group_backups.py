@@ -65,11 +65,17 @@ def routes(api: ApiContext, backups: VolumeGroupBackupService) -> list[Route]:
     path = "/volumeGroupBackups/{volumeGroupBackupId}"
     return [
         Route("/volumeGroupBackups", api.endpoint(create_volume_group_backup), methods=["POST"]),
-        Route("/volumeGroupBackups", api.endpoint(list_volume_group_backups, blocking=False),
-              methods=["GET"]),
+        Route(
+            "/volumeGroupBackups",
+            api.endpoint(list_volume_group_backups, blocking=False),
+            methods=["GET"],
+        ),
         Route(path, api.endpoint(get_volume_group_backup, blocking=False), methods=["GET"]),
         Route(path, api.endpoint(update_volume_group_backup), methods=["PUT"]),
         Route(path, api.endpoint(delete_volume_group_backup), methods=["DELETE"]),
-        Route(f"{path}/actions/changeCompartment",
-              api.endpoint(change_volume_group_backup_compartment), methods=["POST"]),
+        Route(
+            f"{path}/actions/changeCompartment",
+            api.endpoint(change_volume_group_backup_compartment),
+            methods=["POST"],
+        ),
     ]

@@ -12,14 +12,20 @@ from ocibv.cli.common import data_dir_option, open_services
 
 @click.command()
 @data_dir_option
-@click.option("--grace-seconds", type=float, default=None,
-              help="Keep unreferenced chunks younger than this (default: the server's setting).")
+@click.option(
+    "--grace-seconds",
+    type=float,
+    default=None,
+    help="Keep unreferenced chunks younger than this (default: the server's setting).",
+)
 def gc(data_dir: Path, grace_seconds: float | None) -> None:
     """Delete chunks that no backup references (safe while backups run)."""
     services = open_services(data_dir)
     totals = services.store_housekeeping.collect_garbage(grace_seconds)
-    click.echo(f"gc: {totals['deleted_chunks']} chunk(s) deleted, "
-               f"{totals['freed_bytes']} bytes freed in {totals['tenancies']} tenancy store(s)")
+    click.echo(
+        f"gc: {totals['deleted_chunks']} chunk(s) deleted, "
+        f"{totals['freed_bytes']} bytes freed in {totals['tenancies']} tenancy store(s)"
+    )
 
 
 @click.command()
@@ -47,7 +53,9 @@ def recover(data_dir: Path) -> None:
     """
     services = open_services(data_dir)
     result = services.store_housekeeping.recover()
-    click.echo(f"recover: {result.tenancies} tenancy(ies), {result.compartments} compartment(s), "
-               f"{result.backups} backup(s) restored to the catalog")
+    click.echo(
+        f"recover: {result.tenancies} tenancy(ies), {result.compartments} compartment(s), "
+        f"{result.backups} backup(s) restored to the catalog"
+    )
     for line in result.skipped:
         click.echo(f"  skipped {line}")

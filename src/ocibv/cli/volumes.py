@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -26,7 +27,14 @@ def volume_import(data_dir: Path, volume_id: str, image_file: Path) -> None:
     services = open_services(data_dir)
     try:
         total = services.volume_data.data_bytes(image_file)
-        with tqdm(total=total, unit="B", unit_scale=True, desc="import", leave=False) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="import",
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        ) as bar:
             written = services.volume_data.import_volume(volume_id, image_file, bar.update)
     except (OciError, VolumeImageError) as exc:
         fail(getattr(exc, "message", str(exc)))
@@ -44,7 +52,14 @@ def volume_export(data_dir: Path, volume_id: str, file: Path) -> None:
         path = services.volume_data.volume_path(volume_id)
         # No image: an unknown, deleted or unprovisioned volume; export_volume says which.
         total = services.volume_data.data_bytes(path) if path.exists() else 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc="export", leave=False) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="export",
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        ) as bar:
             written = services.volume_data.export_volume(volume_id, file, bar.update)
     except (OciError, VolumeImageError, FileNotFoundError) as exc:
         fail(getattr(exc, "message", str(exc)))

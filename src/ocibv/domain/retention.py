@@ -65,18 +65,14 @@ def validate(retention: Retention) -> None:
                 f"retentionPeriod.retentionTimeAmount: must be 1 to {limit} {retention.unit}."
             )
     if retention.locked and retention.unit is None:
-        raise InvalidParameter(
-            "isRetentionLockEnabled: a retention lock needs a retentionPeriod."
-        )
+        raise InvalidParameter("isRetentionLockEnabled: a retention lock needs a retentionPeriod.")
 
 
 def _in_window(expires: datetime | None, now: datetime) -> bool:
     return expires is None or now < expires
 
 
-def check_delete(
-    retention: Retention, expires: datetime | None, now: datetime, what: str
-) -> None:
+def check_delete(retention: Retention, expires: datetime | None, now: datetime, what: str) -> None:
     """Raise 409 Conflict if ``what`` may not be deleted now."""
     if retention.indefinite:
         raise Conflict(
@@ -106,14 +102,18 @@ def check_update(
     if not (old.locked and _in_window(old_expires, now)):
         return
     if not new.locked:
-        raise Conflict(f"{what} is retention-locked until {_fmt(old_expires)}; the lock "
-                       "cannot be removed.")
+        raise Conflict(
+            f"{what} is retention-locked until {_fmt(old_expires)}; the lock cannot be removed."
+        )
     if old.prevent_deletion and not new.prevent_deletion:
-        raise Conflict(f"{what} is retention-locked; isPreventDeletionEnabled cannot be turned "
-                       "off.")
+        raise Conflict(
+            f"{what} is retention-locked; isPreventDeletionEnabled cannot be turned off."
+        )
     if new_expires is None or (old_expires is not None and new_expires < old_expires):
-        raise Conflict(f"{what} is retention-locked until {_fmt(old_expires)}; its retention "
-                       "period cannot be shortened.")
+        raise Conflict(
+            f"{what} is retention-locked until {_fmt(old_expires)}; its retention "
+            "period cannot be shortened."
+        )
 
 
 def _fmt(moment: datetime | None) -> str:

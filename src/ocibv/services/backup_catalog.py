@@ -61,8 +61,9 @@ class BackupCatalog:
         root = Path(unquote(parts.path))
         if not root.is_dir():
             return []
-        return sorted(p.name for p in root.iterdir()
-                      if p.is_dir() and p.name.startswith("ocid1.tenancy."))
+        return sorted(
+            p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("ocid1.tenancy.")
+        )
 
     # --- manifests --------------------------------------------------------------------------
 

@@ -80,8 +80,9 @@ def new_volume_backup(
     )
 
 
-def updated_attrs(ctx: ServiceContext, res: repo.Resource, details: dict[str, Any],
-                  what: str) -> dict[str, Any]:
+def updated_attrs(
+    ctx: ServiceContext, res: repo.Resource, details: dict[str, Any], what: str
+) -> dict[str, Any]:
     """New attrs for an update of tags and retention; a lock refuses weakening (409)."""
     attrs = dict(res.attrs)
     for key in ("freeform_tags", "defined_tags", *RETENTION_FIELDS):
@@ -91,8 +92,9 @@ def updated_attrs(ctx: ServiceContext, res: repo.Resource, details: dict[str, An
     now = datetime.now(UTC)
     moment = point_in_time(res)
     day = ctx.settings.retention_day_seconds
-    retention.check_update(old, new, old.expires_at(moment, day), new.expires_at(moment, day),
-                           now, what)
+    retention.check_update(
+        old, new, old.expires_at(moment, day), new.expires_at(moment, day), now, what
+    )
     return with_expiry(ctx, attrs, res.created_us)
 
 

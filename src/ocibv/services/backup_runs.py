@@ -59,13 +59,15 @@ class BackupRuns:
     def previous_backup(self, conn: Any, volume: repo.Resource, before_us: int) -> str | None:
         """The volume's newest AVAILABLE backup older than ``before_us`` (the increment base)."""
         candidates = [
-            b for b in repo.children(conn, "volumebackup", volume.id)
+            b
+            for b in repo.children(conn, "volumebackup", volume.id)
             if b.lifecycle_state == AVAILABLE and b.created_us < before_us
         ]
         return max(candidates, key=lambda b: b.created_us).id if candidates else None
 
-    def back_up_member(self, job: JobContext, member: repo.Resource, done_before: int,
-                       total: int) -> int:
+    def back_up_member(
+        self, job: JobContext, member: repo.Resource, done_before: int, total: int
+    ) -> int:
         """Read one volume into the store; the member becomes AVAILABLE. Returns bytes read."""
         tenancy = member.tenancy_id
         volume_id = member.attrs["volume_id"]
@@ -131,15 +133,21 @@ class BackupRuns:
             compartments = repo.of_kind(conn, tenancy_id, "compartment")
         if tenancy is None:
             return
-        self.catalog.save_identity(tenancy_id, {
-            "tenancy": {"id": tenancy.id, "name": tenancy.name,
-                        "description": tenancy.description},
-            "users": keys,
-            "compartments": [
-                {k: v for k, v in c.__dict__.items() if k not in ("busy",)}
-                for c in compartments
-            ],
-        })
+        self.catalog.save_identity(
+            tenancy_id,
+            {
+                "tenancy": {
+                    "id": tenancy.id,
+                    "name": tenancy.name,
+                    "description": tenancy.description,
+                },
+                "users": keys,
+                "compartments": [
+                    {k: v for k, v in c.__dict__.items() if k not in ("busy",)}
+                    for c in compartments
+                ],
+            },
+        )
 
     # --- sizes ------------------------------------------------------------------------------
 
@@ -147,11 +155,13 @@ class BackupRuns:
         """Recompute every AVAILABLE backup's unique size after the set of backups changed."""
         with self.ctx.db.read() as conn:
             backups = [
-                b for b in repo.of_kind(conn, tenancy_id, "volumebackup")
+                b
+                for b in repo.of_kind(conn, tenancy_id, "volumebackup")
                 if b.lifecycle_state == AVAILABLE
             ]
             groups = [
-                g for g in repo.of_kind(conn, tenancy_id, "volumegroupbackup")
+                g
+                for g in repo.of_kind(conn, tenancy_id, "volumegroupbackup")
                 if g.lifecycle_state == AVAILABLE
             ]
         loaded = {}
@@ -192,8 +202,11 @@ class BackupRuns:
             job.progress(done, total)
 
         engine.restore_volume(
-            self.catalog.chunk_store(backup.tenancy_id), manifest, target,
-            progress=progress, workers=self.ctx.settings.workers,
+            self.catalog.chunk_store(backup.tenancy_id),
+            manifest,
+            target,
+            progress=progress,
+            workers=self.ctx.settings.workers,
         )
         size = int(volume.attrs["size_in_gbs"]) * limits.GIB
         if size > manifest.volume_size:

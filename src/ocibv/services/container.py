@@ -79,10 +79,8 @@ class Services:
             "delete_volume_group": self.volume_groups.run_delete_volume_group,
             "create_volume_backup": self.volume_backups.run_create_volume_backup,
             "delete_volume_backup": self.volume_backups.run_delete_volume_backup,
-            "create_volume_group_backup":
-                self.volume_group_backups.run_create_volume_group_backup,
-            "delete_volume_group_backup":
-                self.volume_group_backups.run_delete_volume_group_backup,
+            "create_volume_group_backup": self.volume_group_backups.run_create_volume_group_backup,
+            "delete_volume_group_backup": self.volume_group_backups.run_delete_volume_group_backup,
             "delete_compartment": lambda job: self.identity.finish_delete_compartment(
                 job.job.resource_id
             ),

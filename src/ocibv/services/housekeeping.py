@@ -52,8 +52,9 @@ class StoreHousekeeping:
             totals["deleted_chunks"] += report.chunks_deleted
             totals["freed_bytes"] += report.bytes_deleted
         if totals["deleted_chunks"]:
-            log.info("gc deleted %d chunk(s), %d bytes", totals["deleted_chunks"],
-                     totals["freed_bytes"])
+            log.info(
+                "gc deleted %d chunk(s), %d bytes", totals["deleted_chunks"], totals["freed_bytes"]
+            )
         return totals
 
     def scrub(self) -> ScrubResult:
@@ -63,8 +64,9 @@ class StoreHousekeeping:
         affected_ids: set[str] = set()
         for tenancy_id in self.catalog.tenancy_ids():
             store = self.catalog.chunk_store(tenancy_id)
-            report = engine.scrub(store, self.catalog.live_manifests(tenancy_id),
-                                  workers=self.ctx.settings.workers)
+            report = engine.scrub(
+                store, self.catalog.live_manifests(tenancy_id), workers=self.ctx.settings.workers
+            )
             result.chunks_checked += report.chunks_checked
             result.damaged.extend(sorted(report.damaged))
             result.damaged.extend(f"{d} (missing)" for d in sorted(report.missing))
@@ -93,8 +95,9 @@ class StoreHousekeeping:
             self.runs.refresh_unique_sizes(tenancy_id)
         return result
 
-    def _recover_identity(self, tenancy_id: str, identity: dict[str, Any],
-                          result: RecoverResult) -> None:
+    def _recover_identity(
+        self, tenancy_id: str, identity: dict[str, Any], result: RecoverResult
+    ) -> None:
         with self.ctx.db.write() as conn:
             if ids.get_tenancy(conn, tenancy_id) is None:
                 tenancy = identity["tenancy"]
@@ -127,11 +130,14 @@ class StoreHousekeeping:
                 repo.insert_exact(conn, repo.Resource(**entry))
                 result.backups += 1
 
-    def _restorable(self, tenancy_id: str, entry: dict[str, Any],
-                    groups: dict[str, dict[str, Any]]) -> bool:
+    def _restorable(
+        self, tenancy_id: str, entry: dict[str, Any], groups: dict[str, dict[str, Any]]
+    ) -> bool:
         if entry["kind"] == "volumegroupbackup":
-            return all(self.catalog.has_manifest(tenancy_id, m)
-                       for m in entry["attrs"]["volume_backup_ids"])
+            return all(
+                self.catalog.has_manifest(tenancy_id, m)
+                for m in entry["attrs"]["volume_backup_ids"]
+            )
         group_id = entry["attrs"].get("volume_group_backup_id")
         if group_id and group_id not in groups:
             return False

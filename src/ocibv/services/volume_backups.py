@@ -44,8 +44,9 @@ def lock_volume_for_backup(conn: Any, volume: repo.Resource, backup_id: str) -> 
         raise IncorrectState(
             f"Volume {volume.id} is {volume.lifecycle_state}; it must be AVAILABLE to be backed up."
         )
-    if volume.busy or not repo.update(conn, volume, expected_etag=volume.etag,
-                                      busy=busy_mark(backup_id)):
+    if volume.busy or not repo.update(
+        conn, volume, expected_etag=volume.etag, busy=busy_mark(backup_id)
+    ):
         raise IncorrectState(
             f"Volume {volume.id} is busy ({volume.busy}); try the backup again when it is done."
         )
@@ -68,7 +69,11 @@ class VolumeBackupService:
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx, caller, "create_volume_backup", retry_token, details,
+            self.ctx,
+            caller,
+            "create_volume_backup",
+            retry_token,
+            details,
             lambda conn: self._create(conn, caller, details),
         )
 
@@ -77,11 +82,13 @@ class VolumeBackupService:
         created_us = now_us()
         requested = details.get("type") or "INCREMENTAL"
         backup = new_volume_backup(
-            self.ctx, volume,
+            self.ctx,
+            volume,
             display_name=details.get("display_name"),
             requested_type=requested,
-            base_backup_id=None if requested == "FULL" else base_for(
-                self.runs, conn, volume, created_us),
+            base_backup_id=None
+            if requested == "FULL"
+            else base_for(self.runs, conn, volume, created_us),
             created_us=created_us,
             state=REQUEST_RECEIVED,
             retention_values=retention_attrs(details),
@@ -112,8 +119,9 @@ class VolumeBackupService:
             if res.lifecycle_state in (TERMINATING, TERMINATED):
                 raise Conflict(f"Volume backup {backup_id} is {res.lifecycle_state}.")
             attrs = updated_attrs(self.ctx, res, details, f"Volume backup {backup_id}")
-            repo.update(conn, res, display_name=details.get("display_name") or res.display_name,
-                        attrs=attrs)
+            repo.update(
+                conn, res, display_name=details.get("display_name") or res.display_name, attrs=attrs
+            )
         self.runs.save_entry(res)
         return res
 
@@ -184,8 +192,13 @@ class VolumeBackupService:
             return
         self.runs.catalog.forget(res.tenancy_id, res.id)
         with self.ctx.db.write() as conn:
-            repo.update(conn, res, expected_states=[TERMINATING], lifecycle_state=TERMINATED,
-                        purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds))
+            repo.update(
+                conn,
+                res,
+                expected_states=[TERMINATING],
+                lifecycle_state=TERMINATED,
+                purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds),
+            )
         self.runs.refresh_unique_sizes(res.tenancy_id)
 
 

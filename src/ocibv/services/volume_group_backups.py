@@ -61,13 +61,18 @@ class VolumeGroupBackupService:
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx, caller, "create_volume_group_backup", retry_token, details,
+            self.ctx,
+            caller,
+            "create_volume_group_backup",
+            retry_token,
+            details,
             lambda conn: self._create(conn, caller, details),
         )
 
     def _create(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
-        group = get_related(conn, caller, "volumegroup", details["volume_group_id"],
-                            "volumeGroupId")
+        group = get_related(
+            conn, caller, "volumegroup", details["volume_group_id"], "volumeGroupId"
+        )
         if group.lifecycle_state != AVAILABLE:
             raise IncorrectState(
                 f"Volume group {group.id} is {group.lifecycle_state}; back it up when AVAILABLE."
@@ -136,8 +141,9 @@ class VolumeGroupBackupService:
             for member in members:
                 member_attrs = updated_attrs(self.ctx, member, retention_only, what)
                 repo.update(conn, member, attrs=member_attrs)
-            repo.update(conn, res, display_name=details.get("display_name") or res.display_name,
-                        attrs=attrs)
+            repo.update(
+                conn, res, display_name=details.get("display_name") or res.display_name, attrs=attrs
+            )
         for row in (*members, res):
             self.runs.save_entry(row)
         return res
@@ -164,19 +170,23 @@ class VolumeGroupBackupService:
     def change_volume_group_backup_compartment(
         self, caller: Caller, backup_id: str, compartment_id: str
     ) -> repo.Resource:
-        res = move_compartment(
-            self.ctx, caller, "volumegroupbackup", backup_id, compartment_id
-        )
+        res = move_compartment(self.ctx, caller, "volumegroupbackup", backup_id, compartment_id)
         self.runs.save_entry(res)
         return res
 
     # --- restore: CreateVolumeGroup with a volumeGroupBackupId source -----------------------
 
-    def restore_group(self, conn: Any, caller: Caller, group: repo.Resource,
-                      source: dict[str, Any]) -> list[repo.Resource]:
+    def restore_group(
+        self, conn: Any, caller: Caller, group: repo.Resource, source: dict[str, Any]
+    ) -> list[repo.Resource]:
         """New volumes (RESTORING), one per member backup; returns them unsaved-in-group."""
-        backup = get_related(conn, caller, "volumegroupbackup", source["volumeGroupBackupId"],
-                             "sourceDetails.volumeGroupBackupId")
+        backup = get_related(
+            conn,
+            caller,
+            "volumegroupbackup",
+            source["volumeGroupBackupId"],
+            "sourceDetails.volumeGroupBackupId",
+        )
         if backup.lifecycle_state != AVAILABLE:
             raise IncorrectState(
                 f"Volume group backup {backup.id} is {backup.lifecycle_state}; restore it once "
@@ -186,16 +196,18 @@ class VolumeGroupBackupService:
         restored = []
         for member_id in backup.attrs["volume_backup_ids"]:
             member = members[member_id]
-            restored.append(new_volume(
-                caller,
-                compartment_id=group.compartment_id,
-                availability_domain=group.availability_domain,
-                size_in_gbs=int(member.attrs["size_in_gbs"]),
-                display_name=member.display_name,
-                state=RESTORING,
-                source_details={"type": "volumeBackup", "id": member_id},
-                attrs={k: member.attrs.get(k) for k in TAGS},
-            ))
+            restored.append(
+                new_volume(
+                    caller,
+                    compartment_id=group.compartment_id,
+                    availability_domain=group.availability_domain,
+                    size_in_gbs=int(member.attrs["size_in_gbs"]),
+                    display_name=member.display_name,
+                    state=RESTORING,
+                    source_details={"type": "volumeBackup", "id": member_id},
+                    attrs={k: member.attrs.get(k) for k in TAGS},
+                )
+            )
         if not restored:
             raise InvalidParameter(f"Volume group backup {backup.id} has no member backups.")
         return restored
@@ -218,8 +230,13 @@ class VolumeGroupBackupService:
             res = repo.get(conn, backup_id, "volumegroupbackup")
             assert res is not None
             reported = "FULL" if any(m.attrs["type"] == "FULL" for m in members) else "INCREMENTAL"
-            repo.update(conn, res, expected_states=[COMMITTED], lifecycle_state=AVAILABLE,
-                        attrs=dict(res.attrs, type=reported))
+            repo.update(
+                conn,
+                res,
+                expected_states=[COMMITTED],
+                lifecycle_state=AVAILABLE,
+                attrs=dict(res.attrs, type=reported),
+            )
         self.runs.save_entry(res)
         self.runs.release_volumes(backup_id, [m.attrs["volume_id"] for m in members])
         self.runs.save_identity(res.tenancy_id)
@@ -233,8 +250,10 @@ class VolumeGroupBackupService:
                 return None
             if res.lifecycle_state == REQUEST_RECEIVED:
                 repo.update(conn, res, lifecycle_state=CREATING)
-            existing = {m.attrs["volume_id"]: m for m in
-                        repo.get_many(conn, res.attrs["volume_backup_ids"]).values()}
+            existing = {
+                m.attrs["volume_id"]: m
+                for m in repo.get_many(conn, res.attrs["volume_backup_ids"]).values()
+            }
             volumes = repo.get_many(conn, res.attrs["member_volume_ids"])
             members = []
             for volume_id in res.attrs["member_volume_ids"]:
@@ -242,23 +261,35 @@ class VolumeGroupBackupService:
                 if member is None:
                     volume = volumes[volume_id]
                     member = new_volume_backup(
-                        self.ctx, volume,
+                        self.ctx,
+                        volume,
                         display_name=f"{res.display_name} - {volume.display_name}",
                         requested_type=res.attrs["requested_type"],
-                        base_backup_id=None if res.attrs["requested_type"] == "FULL"
+                        base_backup_id=None
+                        if res.attrs["requested_type"] == "FULL"
                         else base_for(self.runs, conn, volume, res.created_us),
                         created_us=res.created_us,
                         state=CREATING,
-                        retention_values={k: res.attrs.get(k) for k in (
-                            "retention_period", "is_prevent_deletion_enabled",
-                            "is_retention_lock_enabled", "is_indefinite_retention_enabled")},
+                        retention_values={
+                            k: res.attrs.get(k)
+                            for k in (
+                                "retention_period",
+                                "is_prevent_deletion_enabled",
+                                "is_retention_lock_enabled",
+                                "is_indefinite_retention_enabled",
+                            )
+                        },
                         group_backup_id=backup_id,
                     )
                     repo.insert(conn, member)
                 members.append(member)
             if res.lifecycle_state == CREATING:
-                repo.update(conn, res, lifecycle_state=COMMITTED,
-                            attrs=dict(res.attrs, volume_backup_ids=[m.id for m in members]))
+                repo.update(
+                    conn,
+                    res,
+                    lifecycle_state=COMMITTED,
+                    attrs=dict(res.attrs, volume_backup_ids=[m.id for m in members]),
+                )
         return members
 
     def fail_create_volume_group_backup(self, backup_id: str) -> None:
@@ -268,8 +299,9 @@ class VolumeGroupBackupService:
                 list(repo.get_many(conn, res.attrs["volume_backup_ids"]).values()) if res else []
             )
         if res is not None:
-            self.runs.fail([backup_id, *[m.id for m in members]],
-                           res.attrs["member_volume_ids"], backup_id)
+            self.runs.fail(
+                [backup_id, *[m.id for m in members]], res.attrs["member_volume_ids"], backup_id
+            )
 
     def run_delete_volume_group_backup(self, job: JobContext) -> None:
         with self.ctx.db.read() as conn:
@@ -282,9 +314,18 @@ class VolumeGroupBackupService:
         self.runs.catalog.backend(res.tenancy_id).delete(f"catalog/{res.id}.json")
         with self.ctx.db.write() as conn:
             for member in repo.get_many(conn, res.attrs["volume_backup_ids"]).values():
-                repo.update(conn, member, expected_states=[TERMINATING],
-                            lifecycle_state=TERMINATED, purge_after_us=purge)
-            repo.update(conn, res, expected_states=[TERMINATING], lifecycle_state=TERMINATED,
-                        purge_after_us=purge)
+                repo.update(
+                    conn,
+                    member,
+                    expected_states=[TERMINATING],
+                    lifecycle_state=TERMINATED,
+                    purge_after_us=purge,
+                )
+            repo.update(
+                conn,
+                res,
+                expected_states=[TERMINATING],
+                lifecycle_state=TERMINATED,
+                purge_after_us=purge,
+            )
         self.runs.refresh_unique_sizes(res.tenancy_id)
-

@@ -55,7 +55,11 @@ class VolumeGroupService:
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx, caller, "create_volume_group", retry_token, details,
+            self.ctx,
+            caller,
+            "create_volume_group",
+            retry_token,
+            details,
             lambda conn: self._create(conn, caller, details),
         )
 
@@ -99,7 +103,9 @@ class VolumeGroupService:
             repo.insert(conn, group)
             self._set_members(conn, group, restored)
             job_rows.enqueue(
-                conn, "create_volume_group", group.id,
+                conn,
+                "create_volume_group",
+                group.id,
                 {"restores": {v.id: v.attrs["source_details"]["id"] for v in restored}},
             )
         else:
@@ -305,5 +311,6 @@ class VolumeGroupService:
             repo.update(conn, group, expected_states=[PROVISIONING], lifecycle_state=FAULTY)
             for vol in repo.get_many(conn, group.attrs.get("volume_ids", [])).values():
                 if vol.lifecycle_state in (PROVISIONING, RESTORING):
-                    repo.update(conn, vol, expected_states=[PROVISIONING, RESTORING],
-                                lifecycle_state=FAULTY)
+                    repo.update(
+                        conn, vol, expected_states=[PROVISIONING, RESTORING], lifecycle_state=FAULTY
+                    )

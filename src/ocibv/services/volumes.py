@@ -99,9 +99,7 @@ def new_volume(
 
 def _at_least(size_gbs: int | None, source_gbs: int, what: str) -> int:
     if size_gbs is not None and size_gbs < source_gbs:
-        raise InvalidParameter(
-            f"sizeInGBs: {size_gbs} is smaller than {what} ({source_gbs} GB)."
-        )
+        raise InvalidParameter(f"sizeInGBs: {size_gbs} is smaller than {what} ({source_gbs} GB).")
     return size_gbs or source_gbs
 
 
@@ -119,7 +117,11 @@ class VolumeService:
         self, caller: Caller, details: dict[str, Any], retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx, caller, "create_volume", retry_token, details,
+            self.ctx,
+            caller,
+            "create_volume",
+            retry_token,
+            details,
             lambda conn: self._create_volume(conn, caller, details),
         )
 
@@ -293,11 +295,21 @@ class VolumeService:
     def run_create_volume(self, job: JobContext) -> None:
         """Write the image (empty, a sparse copy, or a restore), then AVAILABLE."""
         payload = job.job.payload
-        self.provision(job, job.job.resource_id, clone_from=payload.get("clone_from"),
-                       restore_from=payload.get("restore_from"))
+        self.provision(
+            job,
+            job.job.resource_id,
+            clone_from=payload.get("clone_from"),
+            restore_from=payload.get("restore_from"),
+        )
 
-    def provision(self, job: JobContext, volume_id: str, *, clone_from: str | None = None,
-                  restore_from: str | None = None) -> None:
+    def provision(
+        self,
+        job: JobContext,
+        volume_id: str,
+        *,
+        clone_from: str | None = None,
+        restore_from: str | None = None,
+    ) -> None:
         with self.ctx.db.read() as conn:
             res = repo.get(conn, volume_id, "volume")
         if res is None or res.lifecycle_state not in (PROVISIONING, RESTORING):
