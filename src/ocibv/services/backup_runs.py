@@ -19,6 +19,7 @@ from ocibv.domain.retention import Retention
 from ocibv.engine import backup as engine
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.manifest import Manifest
+from ocibv.engine.volume_files import allocated_bytes
 from ocibv.jobs.runner import JobContext
 from ocibv.services.backup_catalog import BackupCatalog, unique_bytes
 from ocibv.services.context import ServiceContext
@@ -68,14 +69,17 @@ class BackupRuns:
     def back_up_member(
         self, job: JobContext, member: repo.Resource, done_before: int, total: int
     ) -> int:
-        """Read one volume into the store; the member becomes AVAILABLE. Returns bytes read."""
+        """Read one volume into the store; the member becomes AVAILABLE. Returns the bytes
+        this volume counted for progress (``total`` spans every volume of the job)."""
         tenancy = member.tenancy_id
         volume_id = member.attrs["volume_id"]
         base_id = member.attrs.get("base_backup_id")
         previous = self.catalog.manifest(tenancy, base_id) if base_id else None
+        seen = [0]
 
-        def progress(done: int, _total: int) -> None:
-            job.progress(done_before + done, total)
+        def progress(done: int, volume_total: int) -> None:
+            seen[0] = volume_total
+            job.progress(done_before + done, max(total, done_before + volume_total))
 
         manifest = engine.backup_volume(
             self.catalog.chunk_store(tenancy),
@@ -97,7 +101,12 @@ class BackupRuns:
             if volume is not None and volume.attrs.get("resized_since_backup"):
                 repo.update(conn, volume, attrs=dict(volume.attrs, resized_since_backup=False))
         self.save_entry(fresh)
-        return sum(c.size for c in manifest.chunks)
+        return seen[0] or manifest.data_bytes
+
+    def bytes_to_read(self, volume_ids: Iterable[str]) -> int:
+        """What backing up these volumes reads at most (their data extents), for progress."""
+        paths = [self.ctx.settings.volume_path(v) for v in volume_ids]
+        return sum(allocated_bytes(p) for p in paths if p.exists())
 
     def save_entry(self, res: repo.Resource) -> None:
         """Keep the store's copy of an AVAILABLE backup's row current (for ``recover``)."""

@@ -171,9 +171,7 @@ class VolumeBackupService:
                 return
             if res.lifecycle_state == REQUEST_RECEIVED:
                 repo.update(conn, res, lifecycle_state=CREATING)
-        with self.ctx.db.read() as conn:
-            volume = repo.get(conn, res.attrs["volume_id"], "volume")
-        total = int(volume.attrs["size_in_gbs"]) if volume else 0
+        total = self.runs.bytes_to_read([res.attrs["volume_id"]])
         self.runs.back_up_member(job, res, 0, total)
         self.runs.release_volumes(backup_id, [res.attrs["volume_id"]])
         self.runs.save_identity(res.tenancy_id)

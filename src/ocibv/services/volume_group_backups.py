@@ -219,9 +219,7 @@ class VolumeGroupBackupService:
         members = self._commit(backup_id)
         if members is None:
             return
-        with self.ctx.db.read() as conn:
-            volumes = repo.get_many(conn, [m.attrs["volume_id"] for m in members])
-        total = sum(int(v.attrs["size_in_gbs"]) for v in volumes.values())
+        total = self.runs.bytes_to_read(m.attrs["volume_id"] for m in members)
         done = 0
         for member in members:
             if member.lifecycle_state != AVAILABLE:
