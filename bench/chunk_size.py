@@ -27,8 +27,9 @@ from ocibv.engine.chunk_store import ChunkStore
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def one(base: Path, work: Path, chunk_size: int, workers: int) -> dict[str, float]:
-    image, repo = work / "cs-volume.img", work / "cs-store"
+def one(base: Path, work: Path, chunk_size: int, workers: int, run: int) -> dict[str, float]:
+    # A fresh store per measurement, all deleted at the end (see Tool.new_repo in backup.py).
+    image, repo = work / "cs-volume.img", work / f"cs-store-{chunk_size}-{run}"
     shutil.rmtree(repo, ignore_errors=True)
     copy_image(base, image)
     store = ChunkStore(LocalBackend(repo))
@@ -69,7 +70,6 @@ def one(base: Path, work: Path, chunk_size: int, workers: int) -> dict[str, floa
         "incremental_new_stored_mb": sum(e.stored_size for e in new.values()) / 1e6,
         "manifest_kb": len(json.dumps([list(e) for e in incr.chunks])) / 1e3,
     }
-    shutil.rmtree(repo)
     image.unlink()
     return result
 
@@ -94,13 +94,15 @@ def main() -> int:
     raw: dict[int, list[dict[str, float]]] = {s: [] for s in sizes}
     for run in range(args.runs):
         for cs in sizes:
-            r = one(base, work, cs, args.workers)
+            r = one(base, work, cs, args.workers, run)
             raw[cs].append(r)
             print(
                 f"run {run + 1} {cs >> 10:5d} KiB  full {r['full_s']:.2f}s  "
                 f"incr {r['incremental_s']:.2f}s +{r['incremental_store_mb']:.1f}MB",
                 flush=True,
             )
+    for repo in work.glob("cs-store-*"):
+        shutil.rmtree(repo)
     medians = {
         cs: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for cs, runs in raw.items()
     }

@@ -52,17 +52,20 @@ def test_gc_deletes_only_old_unreferenced_chunks(store: ChunkStore, tmp_path: Pa
 def test_gc_during_a_backup_keeps_what_the_backup_relies_on(
     store: ChunkStore, tmp_path: Path
 ) -> None:
-    image = write_image(tmp_path / "v.img", 8 * MIB, [(0, random_bytes(8 * MIB, 5))])
+    # 128 chunks, far more than the backup keeps in flight (workers=1: 4 threads x 2 x 4)
+    image = write_image(tmp_path / "v.img", 32 * MIB, [(0, random_bytes(32 * MIB, 5))])
     old = backup_volume(store, image, backup_id="old", volume_id="v", chunk_size=CS, full=True)
     age_all(store.backend, "chunks/", 7200)  # the old backup's chunks are old...
     # ...and unreferenced: the old backup is deleted while a new one of the same data runs.
-    runs: list[tuple[int, set[str], int]] = []
+    runs: list[tuple[int, set[str], set[str]]] = []
 
     def collect_midway(done: int, total: int) -> None:
         if 0 < done < total and not runs:
             present = set(store.iter_digests())
+            recent = time.time() - 600
+            met = {d for d in present if store.backend.stat(chunk_key(d)).mtime > recent}
             report = collect_garbage(store, [], grace_seconds=600)  # nothing is live
-            runs.append((report.chunks_deleted, present - set(store.iter_digests()), done))
+            runs.append((report.chunks_deleted, met, present - set(store.iter_digests())))
 
     new = backup_volume(
         store,
@@ -74,10 +77,9 @@ def test_gc_during_a_backup_keeps_what_the_backup_relies_on(
         full=False,
         progress=collect_midway,
     )
-    deleted, gone, done = runs[0]
-    assert 0 < deleted < len(old.chunks)  # what the backup had not reached yet went...
-    met = {e.digest for e in old.chunks[: done // CS]}
-    assert met and not gone & met  # ...but nothing it had already deduplicated against
+    deleted, met, gone = runs[0]
+    assert met and 0 < deleted < len(old.chunks)  # what the backup had not met yet went...
+    assert not gone & met  # ...but nothing it had already deduplicated against (touched)
     restore_volume(store, new, tmp_path / "r.img")  # and the backup is whole (seal)
     assert sha256(tmp_path / "r.img") == sha256(image)
 

@@ -31,7 +31,7 @@ from ocibv.engine.manifest import (
     save_manifest,
     validate_id,
 )
-from ocibv.engine.parallel import bounded_map
+from ocibv.engine.parallel import batched, bounded_map
 from ocibv.engine.volume_files import iter_data_extents
 
 __all__ = [
@@ -49,6 +49,14 @@ Progress = Callable[[int, int], None]
 # Threads per requested worker: part of each chunk's time is spent waiting for I/O (fsync of
 # new chunks, page-cache copies), so a few more threads than cores keep the cores busy.
 THREADS_PER_WORKER = 4
+
+
+BATCH_BYTES = 1024 * 1024
+"""Chunk bytes per task submitted to the thread pool (see ``parallel.batched``)."""
+
+
+def _batch_size(chunk_size: int) -> int:
+    return max(1, BATCH_BYTES // chunk_size)
 
 
 def _now_iso() -> str:
@@ -183,23 +191,29 @@ def backup_volume(
             indices = _allocated_chunks(fd, size, chunk_size)
             total = sum(reader.slot_size(i) for i in _allocated_chunks(fd, size, chunk_size))
 
-        def read_and_store(index: int) -> tuple[int, ChunkEntry | None]:
-            data = reader.read(index)
-            if data is None:
-                return index, None
-            ref = store.put_chunk(data, verify_existing=full)
-            return index, ChunkEntry(index, ref.digest, ref.size, ref.stored_size)
+        def read_and_store(batch: list[int]) -> list[tuple[int, ChunkEntry | None]]:
+            out: list[tuple[int, ChunkEntry | None]] = []
+            for index in batch:
+                data = reader.read(index)
+                if data is None:
+                    out.append((index, None))
+                    continue
+                ref = store.put_chunk(data, verify_existing=full)
+                out.append((index, ChunkEntry(index, ref.digest, ref.size, ref.stored_size)))
+            return out
 
         done = 0
         if progress:
             progress(0, total)
         threads = workers * THREADS_PER_WORKER
-        for index, stored in bounded_map(read_and_store, indices, threads):
-            if stored is None:
-                entries.pop(index, None)
-            else:
-                entries[index] = stored
-            done += reader.slot_size(index)
+        batches = batched(indices, _batch_size(chunk_size))
+        for results in bounded_map(read_and_store, batches, threads):
+            for index, stored in results:
+                if stored is None:
+                    entries.pop(index, None)
+                else:
+                    entries[index] = stored
+                done += reader.slot_size(index)
             if progress:
                 progress(done, total)
         chunks = [entries[i] for i in sorted(entries)]
@@ -231,10 +245,14 @@ def _seal(store: ChunkStore, reader: _ImageReader, chunks: list[ChunkEntry], thr
     for entry in chunks:
         first_of.setdefault(entry.digest, entry)
 
-    def touch(entry: ChunkEntry) -> ChunkEntry | None:
-        return entry if store.touch_chunk(entry.digest) is None else None
+    def touch(batch: list[ChunkEntry]) -> list[ChunkEntry]:
+        return [entry for entry in batch if store.touch_chunk(entry.digest) is None]
 
-    missing = [e for e in bounded_map(touch, first_of.values(), threads) if e is not None]
+    missing = [
+        entry
+        for gone in bounded_map(touch, batched(first_of.values(), 512), threads)
+        for entry in gone
+    ]
     for entry in missing:
         data = reader.read(entry.chunk_index)
         ref = store.put_chunk(data) if data is not None else None
@@ -272,26 +290,28 @@ def restore_volume(
         os.ftruncate(fd, 0)
         os.ftruncate(fd, manifest.volume_size)
 
-        def fetch_and_write(entry: ChunkEntry) -> int:
-            data = store.get_chunk(entry.digest)
-            if len(data) != entry.size:
-                raise IntegrityError(
-                    f"chunk {entry.digest}: {len(data)} bytes where the manifest says {entry.size}"
-                )
-            base = entry.chunk_index * manifest.chunk_size
-            for start, end in _nonzero_runs(data):
-                written = os.pwrite(fd, memoryview(data)[start:end], base + start)
-                while start + written < end:  # pwrite may write less than asked
-                    written += os.pwrite(
-                        fd, memoryview(data)[start + written : end], base + start + written
+        def fetch_and_write(batch: list[ChunkEntry]) -> int:
+            for entry in batch:
+                data = store.get_chunk(entry.digest)
+                if len(data) != entry.size:
+                    raise IntegrityError(
+                        f"chunk {entry.digest}: {len(data)} bytes, the manifest says {entry.size}"
                     )
-            return entry.size
+                base = entry.chunk_index * manifest.chunk_size
+                for start, end in _nonzero_runs(data):
+                    written = os.pwrite(fd, memoryview(data)[start:end], base + start)
+                    while start + written < end:  # pwrite may write less than asked
+                        written += os.pwrite(
+                            fd, memoryview(data)[start + written : end], base + start + written
+                        )
+            return sum(entry.size for entry in batch)
 
         total = manifest.data_bytes
         done = 0
         if progress:
             progress(0, total)
-        for n in bounded_map(fetch_and_write, manifest.chunks, workers * THREADS_PER_WORKER):
+        batches = batched(manifest.chunks, _batch_size(manifest.chunk_size))
+        for n in bounded_map(fetch_and_write, batches, workers * THREADS_PER_WORKER):
             done += n
             if progress:
                 progress(done, total)

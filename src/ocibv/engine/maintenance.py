@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ocibv.engine.chunk_store import ChunkStore, chunk_key
 from ocibv.engine.errors import IntegrityError, ObjectNotFound
 from ocibv.engine.manifest import Manifest
-from ocibv.engine.parallel import bounded_map
+from ocibv.engine.parallel import batched, bounded_map
 
 
 @dataclass
@@ -75,32 +75,37 @@ def scrub(
         for digest in store.iter_digests():
             users.setdefault(digest, [])
 
-    def check(digest: str) -> tuple[str, str | None, int]:
-        try:
-            blob = store.backend.get(chunk_key(digest))
-        except ObjectNotFound:
-            return digest, "missing", 0
-        try:
-            store.decode(digest, blob)
-        except IntegrityError:
-            return digest, "damaged", len(blob)
-        return digest, None, len(blob)
+    def check(batch: list[str]) -> list[tuple[str, str | None, int]]:
+        out: list[tuple[str, str | None, int]] = []
+        for digest in batch:
+            try:
+                blob = store.backend.get(chunk_key(digest))
+            except ObjectNotFound:
+                out.append((digest, "missing", 0))
+                continue
+            try:
+                store.decode(digest, blob)
+            except IntegrityError:
+                out.append((digest, "damaged", len(blob)))
+                continue
+            out.append((digest, None, len(blob)))
+        return out
 
     report = ScrubReport()
     total = len(users)
-    results = bounded_map(check, list(users), max(1, workers))
-    for done, (digest, problem, stored) in enumerate(results, start=1):
-        report.chunks_checked += 1
-        report.bytes_checked += stored
-        if problem == "missing":
-            report.missing[digest] = sorted(users[digest])
-        elif problem == "damaged":
-            report.damaged[digest] = sorted(users[digest])
-            if remove_damaged:
-                store.delete_chunk(digest)
-                report.removed += 1
+    for results in bounded_map(check, batched(list(users), 8), max(1, workers)):
+        for digest, problem, stored in results:
+            report.chunks_checked += 1
+            report.bytes_checked += stored
+            if problem == "missing":
+                report.missing[digest] = sorted(users[digest])
+            elif problem == "damaged":
+                report.damaged[digest] = sorted(users[digest])
+                if remove_damaged:
+                    store.delete_chunk(digest)
+                    report.removed += 1
         if progress:
-            progress(done, total)
+            progress(report.chunks_checked, total)
     if report.removed:
         store.backend.sync()
     return report

@@ -13,6 +13,22 @@ QUEUE_DEPTH = 2
 """Items submitted per thread ahead of the consumer: bounds memory to a few items per thread."""
 
 
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter), consumed lazily.
+
+    Chunk work is submitted in batches: a future per 256 KiB chunk costs more Python time
+    (held GIL) than the chunk's hashing does.
+    """
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
     """``fn`` over ``items`` on ``threads`` threads, yielding results as they complete (not
     in input order), with at most ``threads * QUEUE_DEPTH`` items in flight; ``items`` is

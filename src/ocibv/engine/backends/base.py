@@ -109,10 +109,10 @@ class Backend(ABC):
     def delete_if_older(self, key: str, cutoff: float) -> bool:
         """Delete the object only if its timestamp is older than ``cutoff``; True if deleted.
 
-        Safe against a concurrent :meth:`touch`: a touch that returned a size either happened
-        early enough to keep the object, or the object is kept. A touch that races with the
-        deletion returns ``None`` (the caller then writes the object again). Absent objects
-        return False.
+        Atomic with respect to :meth:`touch`: once a touch has returned a size, no call whose
+        ``cutoff`` is at or before that touch deletes the object; a touch that loses the race
+        returns ``None`` (the caller then writes the object again). Absent objects return
+        False.
         """
 
     @abstractmethod
