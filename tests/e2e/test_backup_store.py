@@ -192,3 +192,19 @@ def test_lost_database_recovered_from_store(make_server: type[Server], tmp_path:
         restored = _restore(bs, member_id, compartment, ad)
         image = images[volumes.index(member.volume_id)]
         assert_volume_holds(server, restored.id, image, tmp_path)
+
+
+def test_gc_runs_by_itself(make_server: type[Server], tmp_path: Path) -> None:
+    server = make_server(env={"OCIBV_GC_INTERVAL_SECONDS": "1", "OCIBV_GC_GRACE_SECONDS": "0"})
+    server.start()
+    bs, tenancy, ad = _setup(server)
+    volume = new_volume(bs, tenancy, ad, "collected")
+    import_image(server, volume, make_image(tmp_path / "g.img", seed=77))
+    backup = _backup(bs, volume)
+    assert _chunk_files(server)
+    bs.delete_volume_backup(backup)
+    wait(bs, bs.get_volume_backup(backup), "TERMINATED")
+    deadline = time.monotonic() + 20
+    while _chunk_files(server):  # nothing references them: the server's own GC sweeps them
+        assert time.monotonic() < deadline, "GC did not run"
+        time.sleep(0.2)

@@ -132,3 +132,17 @@ def test_in_progress_conflicts(slow: dict[str, Any]) -> None:
     jobs = [line for line in slow["server"].ocibv("jobs").stdout.splitlines()
             if "create_volume_backup" in line]
     assert len(jobs) == 1 and " done " in jobs[0] and "100%" in jobs[0], jobs
+
+
+def test_import_refused_while_a_clone_reads(slow: dict[str, Any], tmp_path: Any) -> None:
+    bs, tenancy, ad = slow["bs"], slow["tenancy"], slow["ad"]
+    volume = new_volume(bs, tenancy, ad, "source")
+    clone = bs.create_volume(M.CreateVolumeDetails(
+        compartment_id=tenancy, source_details=M.VolumeSourceFromVolumeDetails(id=volume),
+    )).data
+    image = tmp_path / "small.img"
+    image.write_bytes(b"x" * 4096)
+    refused = slow["server"].ocibv("volume", "import", volume, str(image), check=False)
+    assert refused.returncode == 1 and "being cloned" in refused.stderr, refused.stderr
+    wait(bs, bs.get_volume(clone.id), "AVAILABLE")
+    slow["server"].ocibv("volume", "import", volume, str(image))

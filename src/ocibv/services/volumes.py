@@ -416,6 +416,11 @@ class VolumeDataAccess:
                 raise IncorrectState(
                     f"Volume {volume_id} is {res.lifecycle_state}; it must be AVAILABLE."
                 )
+            copies = repo.being_copied_from(conn, volume_id)
+            if purpose == "import" and copies:
+                raise Conflict(
+                    f"Volume {volume_id} is being cloned into {copies[0].id}; try again later."
+                )
             repo.update(conn, res, busy=f"{purpose} pid {os.getpid()}")
             return res
 
