@@ -19,9 +19,10 @@ from ocibv.services.context import ServiceContext
 from ocibv.services.housekeeping import StoreHousekeeping
 from ocibv.services.identity import IdentityService
 from ocibv.services.volume_backups import VolumeBackupService
+from ocibv.services.volume_data import VolumeDataAccess
 from ocibv.services.volume_group_backups import VolumeGroupBackupService
 from ocibv.services.volume_groups import VolumeGroupService
-from ocibv.services.volumes import VolumeDataAccess, VolumeService
+from ocibv.services.volumes import VolumeService
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
 from ocibv.store import retry_tokens
