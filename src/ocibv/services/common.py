@@ -143,6 +143,12 @@ def create_once(
     return res
 
 
+def get_one(ctx: ServiceContext, caller: Caller, kind: str, resource_id: str) -> repo.Resource:
+    """A Get operation: the resource as the caller may see it, else 404."""
+    with ctx.db.read() as conn:
+        return get_visible(conn, caller, kind, resource_id)
+
+
 def move_compartment(
     ctx: ServiceContext, caller: Caller, kind: str, resource_id: str, compartment_id: str
 ) -> repo.Resource:

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ocibv.services.common import PageTokens
-from ocibv.services.context import Caller
+from ocibv.services.common import PageTokens, require_compartment
+from ocibv.services.context import Caller, ServiceContext
 from ocibv.store import resources as repo
 
 
@@ -53,3 +53,19 @@ def list_resources(
     items, more = repo.list_page(conn, query)
     next_token = tokens.encode(repo.sort_key(items[-1], query), scope) if more and items else None
     return items, next_token
+
+
+def list_in_compartment(
+    ctx: ServiceContext,
+    tokens: PageTokens,
+    caller: Caller,
+    kind: str,
+    request: ListRequest,
+    *,
+    ad_scoped: bool = False,
+) -> tuple[list[repo.Resource], str | None]:
+    """A List operation over one compartment (``filters["compartment_id"]``), which must be
+    the caller's; one page and the next page's token."""
+    with ctx.db.read() as conn:
+        require_compartment(conn, caller, request.filters["compartment_id"])
+        return list_resources(conn, tokens, caller, kind, request, ad_scoped=ad_scoped)

@@ -25,14 +25,14 @@ from ocibv.services.common import (
     PageTokens,
     check_if_match,
     create_once,
+    get_one,
     get_related,
     get_visible,
     move_compartment,
-    require_compartment,
     tombstone_until,
 )
 from ocibv.services.context import Caller, ServiceContext
-from ocibv.services.listing import ListRequest, list_resources
+from ocibv.services.listing import ListRequest, list_in_compartment
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
 from ocibv.store.database import now_us
@@ -100,15 +100,12 @@ class VolumeBackupService:
         return backup
 
     def get_volume_backup(self, caller: Caller, backup_id: str) -> repo.Resource:
-        with self.ctx.db.read() as conn:
-            return get_visible(conn, caller, "volumebackup", backup_id)
+        return get_one(self.ctx, caller, "volumebackup", backup_id)
 
     def list_volume_backups(
         self, caller: Caller, request: ListRequest
     ) -> tuple[list[repo.Resource], str | None]:
-        with self.ctx.db.read() as conn:
-            require_compartment(conn, caller, request.filters["compartment_id"])
-            return list_resources(conn, self.tokens, caller, "volumebackup", request)
+        return list_in_compartment(self.ctx, self.tokens, caller, "volumebackup", request)
 
     def update_volume_backup(
         self, caller: Caller, backup_id: str, details: dict[str, Any], if_match: str | None

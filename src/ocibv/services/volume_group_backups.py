@@ -34,6 +34,7 @@ from ocibv.services.common import (
     PageTokens,
     check_if_match,
     create_once,
+    get_one,
     get_related,
     get_visible,
     move_compartment,
@@ -41,7 +42,7 @@ from ocibv.services.common import (
     tombstone_until,
 )
 from ocibv.services.context import Caller, ServiceContext
-from ocibv.services.listing import ListRequest, list_resources
+from ocibv.services.listing import ListRequest, list_in_compartment
 from ocibv.services.volume_backups import base_for, lock_volume_for_backup
 from ocibv.services.volumes import new_volume
 from ocibv.store import jobs as job_rows
@@ -114,15 +115,12 @@ class VolumeGroupBackupService:
         return backup
 
     def get_volume_group_backup(self, caller: Caller, backup_id: str) -> repo.Resource:
-        with self.ctx.db.read() as conn:
-            return get_visible(conn, caller, "volumegroupbackup", backup_id)
+        return get_one(self.ctx, caller, "volumegroupbackup", backup_id)
 
     def list_volume_group_backups(
         self, caller: Caller, request: ListRequest
     ) -> tuple[list[repo.Resource], str | None]:
-        with self.ctx.db.read() as conn:
-            require_compartment(conn, caller, request.filters["compartment_id"])
-            return list_resources(conn, self.tokens, caller, "volumegroupbackup", request)
+        return list_in_compartment(self.ctx, self.tokens, caller, "volumegroupbackup", request)
 
     def update_volume_group_backup(
         self, caller: Caller, backup_id: str, details: dict[str, Any], if_match: str | None

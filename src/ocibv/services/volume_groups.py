@@ -27,6 +27,7 @@ from ocibv.services.common import (
     PageTokens,
     check_if_match,
     create_once,
+    get_one,
     get_related,
     get_visible,
     move_compartment,
@@ -34,7 +35,7 @@ from ocibv.services.common import (
     tombstone_until,
 )
 from ocibv.services.context import Caller, ServiceContext
-from ocibv.services.listing import ListRequest, list_resources
+from ocibv.services.listing import ListRequest, list_in_compartment
 from ocibv.services.volumes import VolumeService, new_volume
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
@@ -208,15 +209,14 @@ class VolumeGroupService:
         repo.update(conn, group, attrs=attrs)
 
     def get_volume_group(self, caller: Caller, group_id: str) -> repo.Resource:
-        with self.ctx.db.read() as conn:
-            return get_visible(conn, caller, "volumegroup", group_id)
+        return get_one(self.ctx, caller, "volumegroup", group_id)
 
     def list_volume_groups(
         self, caller: Caller, request: ListRequest
     ) -> tuple[list[repo.Resource], str | None]:
-        with self.ctx.db.read() as conn:
-            require_compartment(conn, caller, request.filters["compartment_id"])
-            return list_resources(conn, self.tokens, caller, "volumegroup", request, ad_scoped=True)
+        return list_in_compartment(
+            self.ctx, self.tokens, caller, "volumegroup", request, ad_scoped=True
+        )
 
     def update_volume_group(
         self, caller: Caller, group_id: str, details: dict[str, Any], if_match: str | None

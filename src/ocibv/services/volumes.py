@@ -30,6 +30,7 @@ from ocibv.services.common import (
     PageTokens,
     check_if_match,
     create_once,
+    get_one,
     get_related,
     get_visible,
     move_compartment,
@@ -37,7 +38,7 @@ from ocibv.services.common import (
     tombstone_until,
 )
 from ocibv.services.context import Caller, ServiceContext
-from ocibv.services.listing import ListRequest, list_resources
+from ocibv.services.listing import ListRequest, list_in_compartment
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
 
@@ -178,15 +179,12 @@ class VolumeService:
         return res
 
     def get_volume(self, caller: Caller, volume_id: str) -> repo.Resource:
-        with self.ctx.db.read() as conn:
-            return get_visible(conn, caller, "volume", volume_id)
+        return get_one(self.ctx, caller, "volume", volume_id)
 
     def list_volumes(
         self, caller: Caller, request: ListRequest
     ) -> tuple[list[repo.Resource], str | None]:
-        with self.ctx.db.read() as conn:
-            require_compartment(conn, caller, request.filters["compartment_id"])
-            return list_resources(conn, self.tokens, caller, "volume", request, ad_scoped=True)
+        return list_in_compartment(self.ctx, self.tokens, caller, "volume", request, ad_scoped=True)
 
     def update_volume(
         self, caller: Caller, volume_id: str, details: dict[str, Any], if_match: str | None
