@@ -146,3 +146,17 @@ def test_import_refused_while_a_clone_reads(slow: dict[str, Any], tmp_path: Any)
     assert refused.returncode == 1 and "being cloned" in refused.stderr, refused.stderr
     wait(bs, bs.get_volume(clone.id), "AVAILABLE")
     slow["server"].ocibv("volume", "import", volume, str(image))
+
+
+def test_copy_is_refused_clearly(server: Server, compartment: str, ad: str) -> None:
+    bs = server.blockstorage()
+    backup = wait(bs, bs.get_volume_backup(
+        _create(bs, new_volume(bs, compartment, ad, "copy")).id), "AVAILABLE")
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        bs.copy_volume_backup(backup.id, M.CopyVolumeBackupDetails(
+            destination_region="us-ashburn-1"))
+    assert (err.value.status, err.value.code) == (501, "MethodNotImplemented")
+    assert "copies" in err.value.message
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        bs.get_volume_kms_key(backup.volume_id)
+    assert (err.value.status, err.value.code) == (501, "MethodNotImplemented")

@@ -83,5 +83,11 @@ class PayloadTooLarge(OciError):
     status, code = 413, "PayloadTooLarge"
 
 
+class MethodNotImplemented(OciError):
+    """An OCI operation ocibv does not provide (yet); clients do not retry it."""
+
+    status, code = 501, "MethodNotImplemented"
+
+
 class InternalServerError(OciError):
     status, code = 500, "InternalServerError"
