@@ -47,7 +47,8 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.data_dir.exists():  # volumes, backups and keys: the owner's alone
+            settings.data_dir.mkdir(parents=True, mode=0o700)
         self.db = Database(settings.database_url)
         self.ctx = ServiceContext(settings, self.db)
         tokens = PageTokens(_secret(settings.data_dir / "secret.key"))
