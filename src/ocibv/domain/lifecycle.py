@@ -51,14 +51,14 @@ TRANSITIONS: Final[dict[str, dict[str, frozenset[str]]]] = {
     "volume": {
         PROVISIONING: frozenset({AVAILABLE, FAULTY, TERMINATING}),
         RESTORING: frozenset({AVAILABLE, FAULTY, TERMINATING}),
-        AVAILABLE: frozenset({TERMINATING, FAULTY}),
+        AVAILABLE: frozenset({TERMINATING}),
         FAULTY: frozenset({TERMINATING}),
         TERMINATING: frozenset({TERMINATED}),
         TERMINATED: frozenset(),
     },
     "volumegroup": {
         PROVISIONING: frozenset({AVAILABLE, FAULTY, TERMINATING}),
-        AVAILABLE: frozenset({UPDATE_PENDING, TERMINATING, FAULTY}),
+        AVAILABLE: frozenset({UPDATE_PENDING, TERMINATING}),
         UPDATE_PENDING: frozenset({AVAILABLE, FAULTY}),
         FAULTY: frozenset({TERMINATING}),
         TERMINATING: frozenset({TERMINATED}),
@@ -67,7 +67,7 @@ TRANSITIONS: Final[dict[str, dict[str, frozenset[str]]]] = {
     "volumebackup": {
         REQUEST_RECEIVED: frozenset({CREATING, FAULTY, TERMINATING}),
         CREATING: frozenset({AVAILABLE, FAULTY}),
-        AVAILABLE: frozenset({TERMINATING}),
+        AVAILABLE: frozenset({TERMINATING, FAULTY}),  # FAULTY: its group backup failed
         FAULTY: frozenset({TERMINATING}),
         TERMINATING: frozenset({TERMINATED}),
         TERMINATED: frozenset(),
@@ -87,10 +87,6 @@ TRANSITIONS: Final[dict[str, dict[str, frozenset[str]]]] = {
         DELETED: frozenset(),
     },
 }
-
-
-def can_transition(kind: str, current: str, target: str) -> bool:
-    return target in TRANSITIONS[kind].get(current, frozenset())
 
 
 def sources_of(kind: str, target: str) -> tuple[str, ...]:

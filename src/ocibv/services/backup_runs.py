@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ocibv.domain import limits
-from ocibv.domain.lifecycle import AVAILABLE, FAULTY, TERMINATED
+from ocibv.domain.lifecycle import AVAILABLE, FAULTY
 from ocibv.domain.retention import Retention
 from ocibv.engine import backup as engine
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
@@ -22,6 +22,7 @@ from ocibv.engine.manifest import Manifest
 from ocibv.engine.volume_files import allocated_bytes
 from ocibv.jobs.runner import JobContext
 from ocibv.services.backup_catalog import BackupCatalog, unique_bytes
+from ocibv.services.common import transition
 from ocibv.services.context import ServiceContext
 from ocibv.store import identity as ids
 from ocibv.store import resources as repo
@@ -96,7 +97,7 @@ class BackupRuns:
             fresh = repo.get(conn, member.id, "volumebackup")
             assert fresh is not None
             attrs = dict(fresh.attrs, stored_bytes=manifest.stored_bytes)
-            repo.update(conn, fresh, lifecycle_state=AVAILABLE, attrs=attrs)
+            transition(conn, fresh, AVAILABLE, attrs=attrs)
             volume = repo.get(conn, volume_id, "volume")
             if volume is not None and volume.attrs.get("resized_since_backup"):
                 repo.update(conn, volume, attrs=dict(volume.attrs, resized_since_backup=False))
@@ -120,13 +121,16 @@ class BackupRuns:
                     repo.update(conn, vol, busy=None)
 
     def fail(self, backup_ids: Iterable[str], volume_ids: Iterable[str], owner_id: str) -> None:
-        """Every listed backup FAULTY, its manifest removed, the volumes released."""
+        """The job of ``owner_id`` failed: unless the owner already reached AVAILABLE (its data
+        is whole), every listed backup goes FAULTY and loses its manifest; the volumes are
+        released either way."""
+        failed: list[repo.Resource] = []
         with self.ctx.db.write() as conn:
-            rows = list(repo.get_many(conn, backup_ids).values())
-            for res in rows:
-                if res.lifecycle_state not in (TERMINATED, FAULTY):
-                    repo.update(conn, res, lifecycle_state=FAULTY)
-        for res in rows:
+            rows = repo.get_many(conn, backup_ids)
+            owner = rows.get(owner_id)
+            if owner is not None and owner.lifecycle_state != AVAILABLE:
+                failed = [res for res in rows.values() if transition(conn, res, FAULTY)]
+        for res in failed:
             if res.kind == "volumebackup":
                 try:
                     self.catalog.forget(res.tenancy_id, res.id)

@@ -21,7 +21,7 @@ from ocibv.domain.errors import (
     NotAuthorizedOrNotFound,
     RelatedResourceNotAuthorizedOrNotFound,
 )
-from ocibv.domain.lifecycle import ACTIVE, TERMINATED
+from ocibv.domain.lifecycle import ACTIVE, TERMINATED, sources_of
 from ocibv.domain.ocid import is_ocid
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.store import resources as repo
@@ -141,6 +141,15 @@ def create_once(
     if created:
         ctx.wake_jobs()
     return res
+
+
+def transition(conn: sa.Connection, res: repo.Resource, target: str, **changes: Any) -> bool:
+    """Move ``res`` to lifecycle state ``target`` with ``changes``, if the transition table
+    (``domain.lifecycle``) allows it from the state the row holds now; a conditional UPDATE,
+    so a concurrent writer that moved it first wins and nothing changes (returns False)."""
+    return repo.update(
+        conn, res, expected_states=sources_of(res.kind, target), lifecycle_state=target, **changes
+    )
 
 
 def get_one(ctx: ServiceContext, caller: Caller, kind: str, resource_id: str) -> repo.Resource:

@@ -8,8 +8,14 @@ from typing import Any
 from ocibv.domain.errors import Conflict, InvalidParameter, NotAuthorizedOrNotFound
 from ocibv.domain.keys import fingerprint_of_public_key, generate_key_pair, load_public_key
 from ocibv.domain.lifecycle import ACTIVE, DELETED, DELETING, TERMINATED
-from ocibv.domain.ocid import is_ocid, new_ocid
-from ocibv.services.common import PageTokens, check_if_match, get_visible, require_compartment
+from ocibv.domain.ocid import new_ocid
+from ocibv.services.common import (
+    PageTokens,
+    check_if_match,
+    get_visible,
+    require_compartment,
+    transition,
+)
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_resources
 from ocibv.store import identity as ids
@@ -166,7 +172,7 @@ class IdentityService:
                 raise Conflict(
                     f"Compartment {compartment_id} is not empty: it still holds {live.id}."
                 )
-            repo.update(conn, res, lifecycle_state=DELETING)
+            transition(conn, res, DELETING)
             job_rows.enqueue(conn, "delete_compartment", res.id, {})
         self.ctx.wake_jobs()
 
@@ -174,14 +180,9 @@ class IdentityService:
         with self.ctx.db.write() as conn:
             res = repo.get(conn, compartment_id, "compartment")
             if res is not None:
-                repo.update(
+                transition(
                     conn,
                     res,
-                    expected_states=[DELETING],
-                    lifecycle_state=DELETED,
+                    DELETED,
                     purge_after_us=now_us() + int(self.ctx.settings.tombstone_seconds * 1e6),
                 )
-
-
-def is_tenancy_ocid(value: str) -> bool:
-    return is_ocid(value, "tenancy")

@@ -30,6 +30,7 @@ from ocibv.services.common import (
     get_visible,
     move_compartment,
     tombstone_until,
+    transition,
 )
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
@@ -135,7 +136,7 @@ class VolumeBackupService:
                     "delete the volume group backup instead."
                 )
             check_deletable(self.ctx, conn, res, f"Volume backup {backup_id}")
-            repo.update(conn, res, lifecycle_state=TERMINATING)
+            transition(conn, res, TERMINATING)
             job_rows.enqueue(conn, "delete_volume_backup", res.id, {})
         self.ctx.wake_jobs()
 
@@ -167,7 +168,7 @@ class VolumeBackupService:
             if res is None or res.lifecycle_state not in (REQUEST_RECEIVED, CREATING):
                 return
             if res.lifecycle_state == REQUEST_RECEIVED:
-                repo.update(conn, res, lifecycle_state=CREATING)
+                transition(conn, res, CREATING)
         total = self.runs.bytes_to_read([res.attrs["volume_id"]])
         self.runs.back_up_member(job, res, 0, total)
         self.runs.release_volumes(backup_id, [res.attrs["volume_id"]])
@@ -187,11 +188,10 @@ class VolumeBackupService:
             return
         self.runs.catalog.forget(res.tenancy_id, res.id)
         with self.ctx.db.write() as conn:
-            repo.update(
+            transition(
                 conn,
                 res,
-                expected_states=[TERMINATING],
-                lifecycle_state=TERMINATED,
+                TERMINATED,
                 purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds),
             )
         self.runs.refresh_unique_sizes(res.tenancy_id)

@@ -40,6 +40,7 @@ from ocibv.services.common import (
     move_compartment,
     require_compartment,
     tombstone_until,
+    transition,
 )
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
@@ -160,8 +161,8 @@ class VolumeGroupBackupService:
                 check_deletable(self.ctx, conn, member, f"Member volume backup {member.id}")
             for member in members.values():
                 if member.lifecycle_state not in (TERMINATING, TERMINATED):
-                    repo.update(conn, member, lifecycle_state=TERMINATING)
-            repo.update(conn, res, lifecycle_state=TERMINATING)
+                    transition(conn, member, TERMINATING)
+            transition(conn, res, TERMINATING)
             job_rows.enqueue(conn, "delete_volume_group_backup", res.id, {})
         self.ctx.wake_jobs()
 
@@ -226,11 +227,10 @@ class VolumeGroupBackupService:
             res = repo.get(conn, backup_id, "volumegroupbackup")
             assert res is not None
             reported = "FULL" if any(m.attrs["type"] == "FULL" for m in members) else "INCREMENTAL"
-            repo.update(
+            transition(
                 conn,
                 res,
-                expected_states=[COMMITTED],
-                lifecycle_state=AVAILABLE,
+                AVAILABLE,
                 attrs=dict(res.attrs, type=reported),
             )
         self.runs.save_entry(res)
@@ -245,7 +245,7 @@ class VolumeGroupBackupService:
             if res is None or res.lifecycle_state not in (REQUEST_RECEIVED, CREATING, COMMITTED):
                 return None
             if res.lifecycle_state == REQUEST_RECEIVED:
-                repo.update(conn, res, lifecycle_state=CREATING)
+                transition(conn, res, CREATING)
             existing = {
                 m.attrs["volume_id"]: m
                 for m in repo.get_many(conn, res.attrs["volume_backup_ids"]).values()
@@ -280,10 +280,10 @@ class VolumeGroupBackupService:
                     repo.insert(conn, member)
                 members.append(member)
             if res.lifecycle_state == CREATING:
-                repo.update(
+                transition(
                     conn,
                     res,
-                    lifecycle_state=COMMITTED,
+                    COMMITTED,
                     attrs=dict(res.attrs, volume_backup_ids=[m.id for m in members]),
                 )
         return members
@@ -310,18 +310,16 @@ class VolumeGroupBackupService:
         self.runs.catalog.backend(res.tenancy_id).delete(f"catalog/{res.id}.json")
         with self.ctx.db.write() as conn:
             for member in repo.get_many(conn, res.attrs["volume_backup_ids"]).values():
-                repo.update(
+                transition(
                     conn,
                     member,
-                    expected_states=[TERMINATING],
-                    lifecycle_state=TERMINATED,
+                    TERMINATED,
                     purge_after_us=purge,
                 )
-            repo.update(
+            transition(
                 conn,
                 res,
-                expected_states=[TERMINATING],
-                lifecycle_state=TERMINATED,
+                TERMINATED,
                 purge_after_us=purge,
             )
         self.runs.refresh_unique_sizes(res.tenancy_id)

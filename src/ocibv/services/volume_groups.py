@@ -33,6 +33,7 @@ from ocibv.services.common import (
     move_compartment,
     require_compartment,
     tombstone_until,
+    transition,
 )
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
@@ -259,7 +260,7 @@ class VolumeGroupService:
             if group.busy:
                 raise Conflict(f"Volume group {group_id} is busy ({group.busy}); try later.")
             self._set_members(conn, group, [])
-            repo.update(conn, group, lifecycle_state=TERMINATING)
+            transition(conn, group, TERMINATING)
             job_rows.enqueue(conn, "delete_volume_group", group.id, {})
         self.ctx.wake_jobs()
 
@@ -283,11 +284,10 @@ class VolumeGroupService:
         with self.ctx.db.write() as conn:
             group = repo.get(conn, group_id, "volumegroup")
             if group is not None:
-                repo.update(
+                transition(
                     conn,
                     group,
-                    expected_states=[PROVISIONING],
-                    lifecycle_state=AVAILABLE,
+                    AVAILABLE,
                     attrs=dict(group.attrs, is_hydrated=True),
                 )
 
@@ -295,11 +295,10 @@ class VolumeGroupService:
         with self.ctx.db.write() as conn:
             group = repo.get(conn, job.job.resource_id, "volumegroup")
             if group is not None:
-                repo.update(
+                transition(
                     conn,
                     group,
-                    expected_states=[TERMINATING],
-                    lifecycle_state=TERMINATED,
+                    TERMINATED,
                     purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds),
                 )
 
@@ -308,9 +307,7 @@ class VolumeGroupService:
             group = repo.get(conn, group_id, "volumegroup")
             if group is None:
                 return
-            repo.update(conn, group, expected_states=[PROVISIONING], lifecycle_state=FAULTY)
+            transition(conn, group, FAULTY)
             for vol in repo.get_many(conn, group.attrs.get("volume_ids", [])).values():
                 if vol.lifecycle_state in (PROVISIONING, RESTORING):
-                    repo.update(
-                        conn, vol, expected_states=[PROVISIONING, RESTORING], lifecycle_state=FAULTY
-                    )
+                    transition(conn, vol, FAULTY)

@@ -36,6 +36,7 @@ from ocibv.services.common import (
     move_compartment,
     require_compartment,
     tombstone_until,
+    transition,
 )
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
@@ -255,7 +256,7 @@ class VolumeService:
                 raise IncorrectState(
                     f"Volume {volume_id} is {res.lifecycle_state}; delete it once it is AVAILABLE."
                 )
-            repo.update(conn, res, lifecycle_state=TERMINATING)
+            transition(conn, res, TERMINATING)
             job_rows.enqueue(conn, "delete_volume", res.id, {})
         self.ctx.wake_jobs()
 
@@ -337,11 +338,10 @@ class VolumeService:
             if res is None:
                 return False
             attrs = dict(res.attrs, is_hydrated=True)
-            return repo.update(
+            return transition(
                 conn,
                 res,
-                expected_states=[PROVISIONING, RESTORING],
-                lifecycle_state=AVAILABLE,
+                AVAILABLE,
                 attrs=attrs,
             )
 
@@ -351,11 +351,10 @@ class VolumeService:
         with self.ctx.db.write() as conn:
             res = repo.get(conn, volume_id, "volume")
             if res is not None:
-                repo.update(
+                transition(
                     conn,
                     res,
-                    expected_states=[TERMINATING],
-                    lifecycle_state=TERMINATED,
+                    TERMINATED,
                     purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds),
                 )
 
@@ -363,6 +362,4 @@ class VolumeService:
         with self.ctx.db.write() as conn:
             res = repo.get(conn, volume_id, "volume")
             if res is not None:
-                repo.update(
-                    conn, res, expected_states=[PROVISIONING, RESTORING], lifecycle_state=FAULTY
-                )
+                transition(conn, res, FAULTY)

@@ -104,15 +104,6 @@ def finish(conn: sa.Connection, job_id: int, state: str, error: str | None = Non
     )
 
 
-def active_for(conn: sa.Connection, resource_id: str) -> list[Job]:
-    rows = conn.execute(
-        sa.select(jobs).where(
-            jobs.c.resource_id == resource_id, jobs.c.state.in_([QUEUED, RUNNING])
-        )
-    )
-    return [_from_row(r) for r in rows]
-
-
 def recent(conn: sa.Connection, limit: int = 50) -> list[Job]:
     rows = conn.execute(sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit))
     return [_from_row(r) for r in rows]
