@@ -21,7 +21,7 @@ from ocibv.domain.errors import (
     NotAuthorizedOrNotFound,
     RelatedResourceNotAuthorizedOrNotFound,
 )
-from ocibv.domain.lifecycle import ACTIVE, TERMINATED, sources_of
+from ocibv.domain.lifecycle import ACTIVE, TERMINATED, TERMINATING, sources_of
 from ocibv.domain.ocid import is_ocid
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.store import resources as repo
@@ -150,6 +150,27 @@ def transition(conn: sa.Connection, res: repo.Resource, target: str, **changes: 
     return repo.update(
         conn, res, expected_states=sources_of(res.kind, target), lifecycle_state=target, **changes
     )
+
+
+def get_for_update(
+    conn: sa.Connection, caller: Caller, kind: str, resource_id: str, if_match: str | None
+) -> repo.Resource:
+    """The resource an Update changes: visible, matching ``if-match``, not being deleted."""
+    res = get_visible(conn, caller, kind, resource_id)
+    check_if_match(res, if_match)
+    if res.lifecycle_state in (TERMINATING, TERMINATED):
+        raise Conflict(f"{KIND_LABELS.get(kind, kind)} {resource_id} is {res.lifecycle_state}.")
+    return res
+
+
+def get_for_delete(
+    conn: sa.Connection, caller: Caller, kind: str, resource_id: str, if_match: str | None
+) -> repo.Resource | None:
+    """The resource a Delete removes: visible and matching ``if-match``; None when it is
+    already being deleted (a repeated delete changes nothing and answers 204)."""
+    res = get_visible(conn, caller, kind, resource_id)
+    check_if_match(res, if_match)
+    return None if res.lifecycle_state in (TERMINATING, TERMINATED) else res
 
 
 def get_one(ctx: ServiceContext, caller: Caller, kind: str, resource_id: str) -> repo.Resource:

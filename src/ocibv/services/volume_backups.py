@@ -23,11 +23,11 @@ from ocibv.services.backup_rules import (
 from ocibv.services.backup_runs import BackupRuns, busy_mark
 from ocibv.services.common import (
     PageTokens,
-    check_if_match,
     create_once,
+    get_for_delete,
+    get_for_update,
     get_one,
     get_related,
-    get_visible,
     move_compartment,
     tombstone_until,
     transition,
@@ -112,10 +112,7 @@ class VolumeBackupService:
         self, caller: Caller, backup_id: str, details: dict[str, Any], if_match: str | None
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volumebackup", backup_id)
-            check_if_match(res, if_match)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
-                raise Conflict(f"Volume backup {backup_id} is {res.lifecycle_state}.")
+            res = get_for_update(conn, caller, "volumebackup", backup_id, if_match)
             attrs = updated_attrs(self.ctx, res, details, f"Volume backup {backup_id}")
             repo.update(
                 conn, res, display_name=details.get("display_name") or res.display_name, attrs=attrs
@@ -125,9 +122,8 @@ class VolumeBackupService:
 
     def delete_volume_backup(self, caller: Caller, backup_id: str, if_match: str | None) -> None:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volumebackup", backup_id)
-            check_if_match(res, if_match)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
+            res = get_for_delete(conn, caller, "volumebackup", backup_id, if_match)
+            if res is None:
                 return
             group_backup = res.attrs.get("volume_group_backup_id")
             if group_backup:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocibv.domain.errors import Conflict, IncorrectState, InvalidParameter
+from ocibv.domain.errors import IncorrectState, InvalidParameter
 from ocibv.domain.lifecycle import (
     AVAILABLE,
     COMMITTED,
@@ -32,11 +32,11 @@ from ocibv.services.backup_rules import (
 from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.common import (
     PageTokens,
-    check_if_match,
     create_once,
+    get_for_delete,
+    get_for_update,
     get_one,
     get_related,
-    get_visible,
     move_compartment,
     require_compartment,
     tombstone_until,
@@ -127,10 +127,7 @@ class VolumeGroupBackupService:
         self, caller: Caller, backup_id: str, details: dict[str, Any], if_match: str | None
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volumegroupbackup", backup_id)
-            check_if_match(res, if_match)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
-                raise Conflict(f"Volume group backup {backup_id} is {res.lifecycle_state}.")
+            res = get_for_update(conn, caller, "volumegroupbackup", backup_id, if_match)
             what = f"Volume group backup {backup_id}"
             attrs = updated_attrs(self.ctx, res, details, what)
             retention_only = {
@@ -151,9 +148,8 @@ class VolumeGroupBackupService:
         self, caller: Caller, backup_id: str, if_match: str | None
     ) -> None:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volumegroupbackup", backup_id)
-            check_if_match(res, if_match)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
+            res = get_for_delete(conn, caller, "volumegroupbackup", backup_id, if_match)
+            if res is None:
                 return
             check_deletable(self.ctx, conn, res, f"Volume group backup {backup_id}")
             members = repo.get_many(conn, res.attrs["volume_backup_ids"])

@@ -27,6 +27,7 @@ from ocibv.services.common import (
     PageTokens,
     check_if_match,
     create_once,
+    get_for_delete,
     get_one,
     get_related,
     get_visible,
@@ -249,9 +250,8 @@ class VolumeGroupService:
 
     def delete_volume_group(self, caller: Caller, group_id: str, if_match: str | None) -> None:
         with self.ctx.db.write() as conn:
-            group = get_visible(conn, caller, "volumegroup", group_id)
-            check_if_match(group, if_match)
-            if group.lifecycle_state in (TERMINATING, TERMINATED):
+            group = get_for_delete(conn, caller, "volumegroup", group_id, if_match)
+            if group is None:
                 return
             if group.lifecycle_state == PROVISIONING:
                 raise IncorrectState(

@@ -28,11 +28,11 @@ from ocibv.engine import volume_files
 from ocibv.jobs.runner import JobContext
 from ocibv.services.common import (
     PageTokens,
-    check_if_match,
     create_once,
+    get_for_delete,
+    get_for_update,
     get_one,
     get_related,
-    get_visible,
     move_compartment,
     require_compartment,
     tombstone_until,
@@ -191,10 +191,7 @@ class VolumeService:
         self, caller: Caller, volume_id: str, details: dict[str, Any], if_match: str | None
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volume", volume_id)
-            check_if_match(res, if_match)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
-                raise Conflict(f"Volume {volume_id} is {res.lifecycle_state}.")
+            res = get_for_update(conn, caller, "volume", volume_id, if_match)
             attrs = dict(res.attrs)
             for key in UPDATABLE:
                 if details.get(key) is not None:
@@ -236,9 +233,8 @@ class VolumeService:
 
     def delete_volume(self, caller: Caller, volume_id: str, if_match: str | None) -> None:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "volume", volume_id)
-            check_if_match(res, if_match)
-            if res.lifecycle_state in (TERMINATING, TERMINATED):
+            res = get_for_delete(conn, caller, "volume", volume_id, if_match)
+            if res is None:
                 return
             if res.parent_id:
                 raise Conflict(
