@@ -92,17 +92,20 @@ def test_kill_at_every_step_then_invariants_hold(tmp_path: Path) -> None:
             write_image(server, a, (n % 4) * MIB, os.urandom(MIB))
             write_image(server, b, (n % 4) * MIB, os.urandom(512 * 1024))
             expected = {a: content(server, a), b: content(server, b)}
+            hook = f"{kind}:{step}"
             if kind == "create_volume_backup":
-                backup = pause_and_kill(server, f"{kind}:{step}", lambda: bs.create_volume_backup(
-                    M.CreateVolumeBackupDetails(volume_id=a, type="FULL" if n % 2 else None)
-                ).data)
+                details = M.CreateVolumeBackupDetails(volume_id=a, type="FULL" if n % 2 else None)
+                backup = pause_and_kill(
+                    server, hook, lambda d=details: bs.create_volume_backup(d).data
+                )
                 done = wait_state(lambda b=backup: bs.get_volume_backup(b.id).data, *SETTLED)
                 assert done.lifecycle_state == "AVAILABLE", (step, done.lifecycle_state)
                 members = {a: done.id}
             elif kind == "create_volume_group_backup":
-                backup = pause_and_kill(server, f"{kind}:{step}", lambda: bs.create_volume_group_backup(
-                    M.CreateVolumeGroupBackupDetails(volume_group_id=group)
-                ).data)
+                group_details = M.CreateVolumeGroupBackupDetails(volume_group_id=group)
+                backup = pause_and_kill(
+                    server, hook, lambda d=group_details: bs.create_volume_group_backup(d).data
+                )
                 done = wait_state(lambda b=backup: bs.get_volume_group_backup(b.id).data, *SETTLED)
                 assert done.lifecycle_state == "AVAILABLE", (step, done.lifecycle_state)
                 member_rows = [bs.get_volume_backup(m).data for m in done.volume_backup_ids]
@@ -110,12 +113,13 @@ def test_kill_at_every_step_then_invariants_hold(tmp_path: Path) -> None:
                 members = {m.volume_id: m.id for m in member_rows}
             else:  # a restore killed after writing the image, before saying AVAILABLE
                 source = bs.list_volume_backups(tenancy, volume_id=a).data[0]
-                restored = pause_and_kill(server, f"{kind}:{step}", lambda: bs.create_volume(
-                    M.CreateVolumeDetails(
-                        compartment_id=tenancy, availability_domain=ad,
-                        source_details=M.VolumeSourceFromVolumeBackupDetails(id=source.id),
-                    )
-                ).data)
+                restore = M.CreateVolumeDetails(
+                    compartment_id=tenancy, availability_domain=ad,
+                    source_details=M.VolumeSourceFromVolumeBackupDetails(id=source.id),
+                )
+                restored = pause_and_kill(
+                    server, hook, lambda d=restore: bs.create_volume(d).data
+                )
                 done = wait_state(lambda r=restored: bs.get_volume(r.id).data, *SETTLED)
                 assert done.lifecycle_state == "AVAILABLE"
                 members = {}
@@ -127,5 +131,49 @@ def test_kill_at_every_step_then_invariants_hold(tmp_path: Path) -> None:
             server.ocibv("volume", "export", a, str(tmp_path / "a.img"))
         scrub = server.ocibv("scrub")
         assert scrub.returncode == 0, scrub.stdout + scrub.stderr
+    finally:
+        server.stop()
+
+
+def test_a_volume_being_cloned_refuses_resize_and_delete(tmp_path: Path) -> None:
+    """A clone's size is fixed when it is requested: until the clone is made, its source
+    cannot grow (or go), and the 409 names the clone; afterwards both work."""
+    server = Server(tmp_path / "data", env={"OCIBV_TEST_HOOKS": "1"}).start()
+    try:
+        bs = server.blockstorage()
+        tenancy = server.config()["tenancy"]
+        ad = server.identity().list_availability_domains(tenancy).data[0].name
+        source = create_volume(bs, tenancy, ad).id
+        write_image(server, source, 0, os.urandom(MIB))
+        expected = content(server, source)
+        (server.data_dir / "pause-at").write_text("create_volume:image_written")
+        clone = bs.create_volume(M.CreateVolumeDetails(
+            compartment_id=tenancy, availability_domain=ad,
+            source_details=M.VolumeSourceFromVolumeDetails(id=source),
+        )).data
+        marker = server.data_dir / "paused"
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for call in (
+            lambda: bs.update_volume(source, M.UpdateVolumeDetails(size_in_gbs=60)),
+            lambda: bs.delete_volume(source),
+        ):
+            try:
+                call()
+                raise AssertionError("a volume being cloned was changed")
+            except oci.exceptions.ServiceError as err:
+                assert (err.status, err.code) == (409, "IncorrectState"), err.message
+                assert clone.id in err.message
+        server.stop(kill=True)
+        marker.unlink()
+        (server.data_dir / "pause-at").unlink()
+        server.start()
+        made = wait_state(lambda: bs.get_volume(clone.id).data, *SETTLED)
+        assert made.lifecycle_state == "AVAILABLE" and made.size_in_gbs == 50
+        assert content(server, clone.id) == expected
+        grown = bs.update_volume(source, M.UpdateVolumeDetails(size_in_gbs=60)).data
+        assert grown.size_in_gbs == 60
     finally:
         server.stop()

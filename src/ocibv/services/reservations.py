@@ -34,7 +34,7 @@ def refuse_if_held(
     """Raise ``error`` ("Volume X is being backed up by Y; <action>") if anything holds ``res``."""
     held = _held(conn, res.id)
     if held:
-        raise error(f"{label(res.kind)} {res.id} is {held[0].describe()}; {action}.")
+        raise error(f"{label(res.kind)} {res.id} is busy: {held[0].describe()}; {action}.")
 
 
 def reserve(
@@ -51,7 +51,7 @@ def reserve(
     ``process_id`` this process), unless a conflicting holder has it: then ``error``."""
     for held in _held(conn, res.id):
         if conflicts(held.reason, reason) and held.holder_id != holder_id:
-            raise error(f"{label(res.kind)} {res.id} is {held.describe()}; {action}.")
+            raise error(f"{label(res.kind)} {res.id} is busy: {held.describe()}; {action}.")
     if any(r.reason == reason and r.holder_id == holder_id for r in rows.on(conn, [res.id])):
         return  # already ours (a job re-run after a restart)
     rows.add(

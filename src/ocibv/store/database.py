@@ -42,9 +42,9 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        with _storage_errors():
-            with self.engine.connect().execution_options(ocibv_write=True) as conn, conn.begin():
-                yield conn
+        connection = self.engine.connect().execution_options(ocibv_write=True)
+        with _storage_errors(), connection as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
