@@ -126,13 +126,14 @@ def create_once(
     operation: str,
     retry_token: str | None,
     details: Details,
-    create: Callable[[sa.Connection, Details], repo.Resource],
+    create: Callable[[sa.Connection, Caller, Details], repo.Resource],
 ) -> repo.Resource:
     """A create operation: one write transaction, honouring the retry token; wakes the job
     workers when something new was queued."""
     with ctx.db.write() as conn:
+        digest = body_hash(details)
         res, created = idempotent_create(
-            conn, caller, operation, retry_token, body_hash(details), lambda: create(conn, details)
+            conn, caller, operation, retry_token, digest, lambda: create(conn, caller, details)
         )
     if created:
         ctx.wake_jobs()

@@ -61,12 +61,7 @@ class VolumeBackupService:
         self, caller: Caller, details: CreateVolumeBackupDetails, retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx,
-            caller,
-            "create_volume_backup",
-            retry_token,
-            details,
-            lambda conn, d: self._create(conn, caller, d),
+            self.ctx, caller, "create_volume_backup", retry_token, details, self._create
         )
 
     def _create(

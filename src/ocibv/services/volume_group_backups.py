@@ -84,12 +84,7 @@ class VolumeGroupBackupService:
         self, caller: Caller, details: CreateVolumeGroupBackupDetails, retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx,
-            caller,
-            "create_volume_group_backup",
-            retry_token,
-            details,
-            lambda conn, d: self._create(conn, caller, d),
+            self.ctx, caller, "create_volume_group_backup", retry_token, details, self._create
         )
 
     def _create(

@@ -71,12 +71,7 @@ class VolumeGroupService:
         self, caller: Caller, details: CreateVolumeGroupDetails, retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx,
-            caller,
-            "create_volume_group",
-            retry_token,
-            details,
-            lambda conn, d: self._create(conn, caller, d),
+            self.ctx, caller, "create_volume_group", retry_token, details, self._create
         )
 
     def _create(

@@ -130,12 +130,7 @@ class VolumeService:
         self, caller: Caller, details: CreateVolumeDetails, retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx,
-            caller,
-            "create_volume",
-            retry_token,
-            details,
-            lambda conn, d: self._create_volume(conn, caller, d),
+            self.ctx, caller, "create_volume", retry_token, details, self._create_volume
         )
 
     def _create_volume(
