@@ -14,11 +14,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# Debian packages the tests and benchmarks use, installed only when missing.
+# Debian packages the tests and benchmarks use, installed only when missing (PostgreSQL's
+# binaries live off PATH, in /usr/lib/postgresql/<version>/bin).
 debian-packages:
 	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ocibv.config import Settings
+from ocibv.domain.errors import Conflict
 from ocibv.services.container import Services
 from ocibv.services.identity import NewPrincipal
 
@@ -52,10 +53,14 @@ def write_profile(settings: Settings, profile: str, principal: NewPrincipal) -> 
 
 
 def ensure_bootstrapped(services: Services) -> NewPrincipal | None:
-    """Create the first tenancy on an empty data dir; None when one exists already."""
+    """Create the first tenancy in an empty database; None when one exists already (another
+    process sharing the database may have just made it)."""
     if services.identity.has_tenancy():
         return None
-    principal = services.identity.create_tenancy("ocibv")
+    try:
+        principal = services.identity.create_tenancy("ocibv")
+    except Conflict:
+        return None
     write_profile(services.settings, DEFAULT_PROFILE, principal)
     return principal
 

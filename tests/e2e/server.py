@@ -57,7 +57,7 @@ class Server:
         log = open(self.data_dir.parent / f"{self.data_dir.name}-serve.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [OCIBV, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--log-level", "warning"],
+             "--log-level", self.env.get("OCIBV_LOG_LEVEL", "warning")],
             env=self._env(), stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -12,6 +14,7 @@ import click
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
 from ocibv.cli.clock import clock
 from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.cli.db import db
 from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
@@ -28,8 +31,16 @@ def main() -> None:
 @click.option("--host", default=DEFAULT_HOST, show_default=True, envvar="OCIBV_HOST")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="OCIBV_PORT")
 @click.option("--log-level", default="info", show_default=True)
-def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
-    """Start the API server (and its job workers) on HOST:PORT."""
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"]),
+    default="all",
+    show_default=True,
+    envvar="OCIBV_ROLE",
+    help="api: answer requests only; worker: run jobs and periodic work only; all: both.",
+)
+def serve(data_dir: Path, host: str, port: int, log_level: str, role: str) -> None:
+    """Start the API server and its job workers on HOST:PORT (or one of the two: --role)."""
     import uvicorn
 
     from ocibv.api.app import create_app
@@ -49,13 +60,25 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     for line in env_lines(settings):
         click.echo(f"  {line}")
     sys.stdout.flush()
-    services.start()
+    services.start(workers=role != "api")
     try:
-        uvicorn.run(
-            create_app(services), host=host, port=port, log_level="warning", access_log=False
-        )
+        if role == "worker":
+            _wait_for_stop()
+        else:
+            uvicorn.run(
+                create_app(services), host=host, port=port, log_level="warning", access_log=False
+            )
     finally:
         services.stop()
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT (a worker-only process has no server loop)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
 
 
 @main.command()
@@ -113,5 +136,5 @@ def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-for command in (volume, jobs, gc, scrub, recover, clock):
+for command in (volume, jobs, gc, scrub, recover, clock, db):
     main.add_command(command)

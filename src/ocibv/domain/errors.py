@@ -97,3 +97,7 @@ class ServiceUnavailable(OciError):
     """Retryable: the service cannot take the request now (e.g. its storage is full)."""
 
     status, code = 503, "ServiceUnavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The metadata database cannot be reached (work is retried once it is back)."""

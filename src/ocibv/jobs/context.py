@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocibv.domain.errors import ServiceUnavailable
 from ocibv.store import jobs as job_rows
 from ocibv.store.database import Database
 
@@ -43,8 +44,11 @@ class JobContext:
         now = time.monotonic()
         if force or now - self._last_beat >= 0.5:
             self._last_beat = now
-            with self.db.write() as conn:
-                job_rows.heartbeat(conn, self.job.id, done, total)
+            try:
+                with self.db.write() as conn:
+                    job_rows.heartbeat(conn, self.job.id, done, total)
+            except ServiceUnavailable:
+                pass  # progress is best effort: a database away for a moment stops nothing
 
     def step(self, name: str) -> None:
         """Mark a point between two steps of the job (where a crash is tested)."""

@@ -14,6 +14,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 
+from ocibv.domain.errors import DatabaseUnavailable
 from ocibv.jobs.context import JobContext, StepHook
 from ocibv.jobs.registry import JobKind, JobRegistry
 from ocibv.store import jobs as job_rows
@@ -24,7 +25,7 @@ log = logging.getLogger("ocibv.jobs")
 
 HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 30.0  # a heartbeat this old means the process is gone (whatever its host)
-RETRY_SECONDS_MAX = 30.0
+RETRY_SECONDS_MAX = 5.0
 
 DeadProcessHandler = Callable[[list[str]], None]
 
@@ -159,6 +160,10 @@ class JobRunner:
             if kind is None:
                 raise RuntimeError(f"no handler for job kind {job.kind!r}")
             kind.run(JobContext(job, self.db, self.steps))
+        except DatabaseUnavailable as exc:
+            # Not the job's fault: run it again (from the top) once the database is back.
+            log.warning("job %s %s: %s; it will run again", job.id, job.kind, exc)
+            self._until_done(lambda: self._requeue(job), job)
         except BaseException as exc:
             log.error("job %s %s failed: %s", job.id, job.kind, exc)
             log.debug("%s", traceback.format_exc())
@@ -191,6 +196,10 @@ class JobRunner:
             if self._stop.wait(min(RETRY_SECONDS_MAX, 0.5 * 2**attempt)):
                 return
             attempt += 1
+
+    def _requeue(self, job: job_rows.Job) -> None:
+        with self.db.write() as conn:
+            job_rows.requeue(conn, job.id, self.owner)
 
     def _finish(self, job: job_rows.Job, state: str, error: str | None) -> None:
         with self.db.write() as conn:

@@ -131,6 +131,8 @@ def create_once(
     """A create operation: one write transaction, honouring the retry token; wakes the job
     workers when something new was queued."""
     with ctx.db.write() as conn:
+        if retry_token is not None:  # concurrent repeats of one token run one after the other
+            ctx.db.lock_key(conn, "retry-token", caller.tenancy_id, operation, retry_token)
         digest = body_hash(details)
         res, created = idempotent_create(
             conn, caller, operation, retry_token, digest, lambda: create(conn, caller, details)
@@ -153,7 +155,9 @@ def transition(conn: sa.Connection, res: repo.Resource, target: str, **changes: 
 def get_for_update(
     conn: sa.Connection, caller: Caller, kind: Kind, resource_id: str, if_match: str | None
 ) -> repo.Resource:
-    """The resource an Update changes: visible, matching ``if-match``, not being deleted."""
+    """The resource an Update changes (row locked): visible, matching ``if-match``, not
+    being deleted."""
+    repo.lock(conn, [resource_id])
     res = get_visible(conn, caller, kind, resource_id)
     check_if_match(res, if_match)
     if res.lifecycle_state in (TERMINATING, TERMINATED):
@@ -165,7 +169,8 @@ def get_for_delete(
     conn: sa.Connection, caller: Caller, kind: Kind, resource_id: str, if_match: str | None
 ) -> repo.Resource | None:
     """The resource a Delete removes: visible and matching ``if-match``; None when it is
-    already being deleted (a repeated delete changes nothing and answers 204)."""
+    already being deleted (a repeated delete changes nothing and answers 204). Row locked."""
+    repo.lock(conn, [resource_id])
     res = get_visible(conn, caller, kind, resource_id)
     check_if_match(res, if_match)
     return None if res.lifecycle_state in (TERMINATING, TERMINATED) else res
@@ -194,10 +199,18 @@ def move_compartment(
 
 
 class PageTokens:
-    """Opaque page tokens: the last row's sort key, bound to the query's filters by an HMAC."""
+    """Opaque page tokens: the last row's sort key, bound to the query's filters by an HMAC.
+    The key is loaded on first use (it lives in the database, shared by every process)."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    def __init__(self, load_secret: Callable[[], bytes]) -> None:
+        self._load_secret = load_secret
+        self._key: bytes | None = None
+
+    @property
+    def _secret(self) -> bytes:
+        if self._key is None:
+            self._key = self._load_secret()
+        return self._key
 
     def encode(self, after: SortKey, scope: str) -> str:
         payload = json.dumps(list(after), separators=(",", ":")).encode()

@@ -7,11 +7,10 @@ collaborators are handed over as the ``services.seams`` protocols they implement
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from ocibv.config import Settings
 from ocibv.domain import limits
@@ -32,7 +31,7 @@ from ocibv.services.volume_group_backups import VolumeGroupBackupService
 from ocibv.services.volume_groups import VolumeGroupService
 from ocibv.services.volumes import VolumeService
 from ocibv.store import jobs as job_rows
-from ocibv.store import processes, retry_tokens
+from ocibv.store import leases, processes, retry_tokens
 from ocibv.store import reservations as reservation_rows
 from ocibv.store import resources as repo
 from ocibv.store.database import Database, now_us
@@ -40,17 +39,7 @@ from ocibv.store.database import Database, now_us
 log = logging.getLogger("ocibv")
 
 SETTLED = (AVAILABLE, FAULTY, TERMINATED)
-
-
-def _secret(path: Path) -> bytes:
-    """A per-data-dir secret (page tokens), created once with mode 0600."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(secrets.token_bytes(32))
-        tmp.chmod(0o600)
-        tmp.replace(path)
-    return path.read_bytes()
+HOUSEKEEPING_LEASE = 300.0  # seconds; renewed every round, taken over when its holder stops
 
 
 class Services:
@@ -63,7 +52,7 @@ class Services:
         self.db = Database(settings.database_url)
         self.clock = ServiceClock(self.db)
         self.ctx = ServiceContext(settings, self.db, self.clock)
-        tokens = PageTokens(_secret(settings.data_dir / "secret.key"))
+        tokens = PageTokens(self._page_token_key)
         self.catalog = BackupCatalog(settings.store_url)
         self.backup_runs = BackupRuns(self.ctx, self.catalog)
         self.identity = IdentityService(self.ctx, tokens)
@@ -98,6 +87,10 @@ class Services:
         self.ctx.wake_jobs = self.runner.wake
         self._housekeeping_stop = threading.Event()
 
+    def _page_token_key(self) -> bytes:
+        with self.db.write() as conn:
+            return leases.shared_secret(conn, "page_tokens")
+
     def jobs_overview(self, limit: int = 20) -> list[JobView]:
         with self.db.read() as conn:
             return [job_view(j) for j in job_rows.recent(conn, limit)]
@@ -105,14 +98,19 @@ class Services:
     def migrate(self) -> None:
         self.db.migrate()
 
-    def start(self) -> None:
+    def start(self, *, workers: bool = True) -> None:
+        """Migrate, join the processes, and (unless ``workers`` is False: an API-only
+        process) run jobs and take part in periodic work."""
         self.migrate()
         self.release_settled_reservations()
         self.life.start()
         self.life.reap()
         self.release_orphaned_jobs()
-        self.runner.start()
-        threading.Thread(target=self._housekeeping, name="ocibv-housekeeping", daemon=True).start()
+        if workers:
+            self.runner.start()
+            threading.Thread(
+                target=self._housekeeping, name="ocibv-housekeeping", daemon=True
+            ).start()
 
     def stop(self) -> None:
         self._housekeeping_stop.set()
@@ -167,13 +165,19 @@ class Services:
             log.info("purged %d terminated resource(s)", len(purged))
 
     def _housekeeping(self) -> None:
+        """Periodic work, done by one process at a time: the holder of the lease."""
         interval = min(60.0, self.settings.tombstone_seconds / 2, self.settings.gc_interval_seconds)
         last_gc = time.monotonic()
         while not self._housekeeping_stop.wait(interval):
             try:
+                with self.db.write() as conn:
+                    mine = leases.acquire(conn, "housekeeping", self.life.id, HOUSEKEEPING_LEASE)
+                if not mine:
+                    continue
                 self.housekeeping_once()
                 if time.monotonic() - last_gc >= self.settings.gc_interval_seconds:
                     last_gc = time.monotonic()
+                    log.info("garbage collection by pid %d (the housekeeping lease)", os.getpid())
                     self.store_housekeeping.collect_garbage()
             except Exception:
                 log.exception("housekeeping failed")

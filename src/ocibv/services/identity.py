@@ -60,6 +60,7 @@ class IdentityService:
         tenancy_id = new_ocid("tenancy")
         user_id = new_ocid("user")
         with self.ctx.db.write() as conn:
+            self.ctx.db.lock_key(conn, "tenancy-name", name)
             if ids.find_tenancy_by_name(conn, name) is not None:
                 raise Conflict(f"A tenancy named {name!r} already exists.")
             ids.add_tenancy(conn, tenancy_id, name)
@@ -108,6 +109,8 @@ class IdentityService:
         parent = details["compartment_id"]
         with self.ctx.db.write() as conn:
             require_compartment(conn, caller, parent)
+            name = details["name"]
+            self.ctx.db.lock_key(conn, "compartment-name", caller.tenancy_id, parent, name)
             siblings, _ = list_resources(
                 conn,
                 self.tokens,

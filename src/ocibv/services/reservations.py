@@ -13,7 +13,7 @@ from ocibv.domain.reservations import Reason, Reservation, conflicts
 from ocibv.store import processes
 from ocibv.store import reservations as rows
 from ocibv.store.database import now_us
-from ocibv.store.resources import Resource
+from ocibv.store.resources import Resource, lock
 
 STALE_US = 30 * 1_000_000  # the job runner's stale-heartbeat limit, for process holders
 
@@ -31,7 +31,9 @@ def _held(conn: sa.Connection, resource_id: str) -> list[Reservation]:
 def refuse_if_held(
     conn: sa.Connection, res: Resource, error: type[OciError], action: str
 ) -> None:
-    """Raise ``error`` ("Volume X is being backed up by Y; <action>") if anything holds ``res``."""
+    """Raise ``error`` ("Volume X is busy: being backed up by Y; <action>") if anything holds
+    ``res`` (whose row is locked first, so no reservation can slip in after the check)."""
+    lock(conn, [res.id])
     held = _held(conn, res.id)
     if held:
         raise error(f"{label(res.kind)} {res.id} is busy: {held[0].describe()}; {action}.")
@@ -48,7 +50,9 @@ def reserve(
     process_id: str | None = None,
 ) -> None:
     """Hold ``res`` for ``reason`` on behalf of ``holder_id`` (a job's resource, or with
-    ``process_id`` this process), unless a conflicting holder has it: then ``error``."""
+    ``process_id`` this process), unless a conflicting holder has it: then ``error``. The
+    resource's row is locked first: concurrent reservers of one resource take turns."""
+    lock(conn, [res.id])
     for held in _held(conn, res.id):
         if conflicts(held.reason, reason) and held.holder_id != holder_id:
             raise error(f"{label(res.kind)} {res.id} is busy: {held.describe()}; {action}.")

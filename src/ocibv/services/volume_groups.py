@@ -172,6 +172,7 @@ class VolumeGroupService:
             raise LimitExceeded(
                 f"volumeIds: a volume group holds at most {limits.MAX_VOLUMES_PER_GROUP} volumes."
             )
+        repo.lock(conn, volume_ids)  # "one group per volume" holds across processes
         members = [get_related(conn, caller, Kind.VOLUME, v, "volumeIds") for v in volume_ids]
         total = 0
         for vol in members:
@@ -230,6 +231,7 @@ class VolumeGroupService:
         self, caller: Caller, group_id: str, details: UpdateVolumeGroupDetails, if_match: str | None
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
+            repo.lock(conn, [group_id])
             group = get_visible(conn, caller, Kind.VOLUME_GROUP, group_id)
             check_if_match(group, if_match)
             volume_ids = details.get("volume_ids")

@@ -69,8 +69,14 @@ def claim_next(conn: sa.Connection, owner: str) -> Job | None:
     while True:
         now = now_us()
         due = sa.or_(jobs.c.run_after_us.is_(None), jobs.c.run_after_us <= now)
+        # SKIP LOCKED (PostgreSQL): workers of several processes take different jobs instead
+        # of queueing behind one row; SQLite ignores it (its writers never overlap).
         row = conn.execute(
-            sa.select(jobs).where(jobs.c.state == QUEUED, due).order_by(jobs.c.id).limit(1)
+            sa.select(jobs)
+            .where(jobs.c.state == QUEUED, due)
+            .order_by(jobs.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
         ).first()
         if row is None:
             return None
@@ -102,6 +108,15 @@ def requeue_orphans(conn: sa.Connection, dead_owners: Iterable[str]) -> int:
             .where(jobs.c.state == RUNNING, jobs.c.owner.in_(owners))
             .values(state=QUEUED, owner=None)
         ).rowcount
+    )
+
+
+def requeue(conn: sa.Connection, job_id: int, owner: str) -> None:
+    """Give back a job this owner is running (it runs again from the top)."""
+    conn.execute(
+        jobs.update()
+        .where(jobs.c.id == job_id, jobs.c.owner == owner, jobs.c.state == RUNNING)
+        .values(state=QUEUED, owner=None)
     )
 
 

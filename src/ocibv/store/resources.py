@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ocibv.engine.manifest import BackupType
-from ocibv.store.database import now_us
+from ocibv.store.database import lock_rows, now_us
 from ocibv.store.tables import resources
 
 
@@ -123,6 +123,12 @@ def get(conn: sa.Connection, resource_id: str, kind: str | None = None) -> Resou
     else:
         row = conn.execute(_GET_BY_ID_AND_KIND, {"id": resource_id, "kind": kind}).first()
     return _from_row(row) if row else None
+
+
+def lock(conn: sa.Connection, ids: Iterable[str]) -> None:
+    """Lock these resources' rows until the transaction ends (a rule that reads then writes
+    them runs alone; see ``database.lock_rows``). Read them again after locking."""
+    lock_rows(conn, resources, ids)
 
 
 def children(conn: sa.Connection, kind: str, parent_id: str) -> list[Resource]:

@@ -122,3 +122,21 @@ clock = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("offset_us", sa.BigInteger, nullable=False),
 )
+
+# Periodic work that must run in one process at a time (GC, housekeeping, the scheduler) is
+# done by the holder of its lease; a lease whose holder stopped renewing it expires.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_us", sa.BigInteger, nullable=False),
+)
+
+# Secrets every process of the service shares (the page-token key).
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
