@@ -49,16 +49,19 @@ def serve(data_dir: Path, host: str, port: int, log_level: str, role: str) -> No
     services = open_services(data_dir, host=host, port=port)
     principal = ensure_bootstrapped(services)
     settings = services.settings
-    (settings.data_dir / "server.json").write_text(
-        json.dumps({"endpoint": f"http://{host}:{port}"})
-    )
     if principal is not None:
         click.echo(f"ocibv: created tenancy {principal.tenancy_id}")
         click.echo(f"ocibv: admin user {principal.user_id}, key {principal.fingerprint}")
-    click.echo(f"ocibv: serving http://{host}:{port} from {settings.data_dir}")
-    click.echo("ocibv: point the oci CLI at it with:")
-    for line in env_lines(settings):
-        click.echo(f"  {line}")
+    if role == "worker":
+        click.echo(f"ocibv: running jobs and periodic work for {settings.data_dir}")
+    else:
+        (settings.data_dir / "server.json").write_text(
+            json.dumps({"endpoint": f"http://{host}:{port}"})
+        )
+        click.echo(f"ocibv: serving http://{host}:{port} from {settings.data_dir}")
+        click.echo("ocibv: point the oci CLI at it with:")
+        for line in env_lines(settings):
+            click.echo(f"  {line}")
     sys.stdout.flush()
     services.start(workers=role != "api")
     try:
