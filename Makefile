@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := qemu-img:qemu-utils nbdcopy:libnbd-bin restic:restic borg:borgbackup
+DEBIAN_PACKAGES := qemu-img:qemu-utils nbdcopy:libnbd-bin restic:restic borg:borgbackup wrk:wrk
 
 .PHONY: setup run test lint bench clean debian-packages
 
@@ -41,6 +41,7 @@ test: setup lint
 bench: setup
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/scale_out.py
 
 clean:
 	rm -rf $(VENV) .ocibv .pytest_cache .mypy_cache .ruff_cache

@@ -45,8 +45,9 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            # A connection lost while the database was away is replaced, not reused.
-            kwargs["pool_pre_ping"] = True
+            # No ping per checkout (a round trip per request): a connection that died with
+            # the server fails once, which invalidates the whole pool (a 503 the client
+            # retries), and fresh connections follow.
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"connect_timeout": 5}
         self.engine = sa.create_engine(url, **kwargs)
@@ -63,8 +64,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        with _storage_errors(self.is_sqlite), self.engine.connect() as conn, conn.begin():
-            yield conn
+        if self.is_sqlite:
+            with _storage_errors(True), self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        # PostgreSQL: reads run in autocommit (no BEGIN/COMMIT round trips); each statement
+        # sees committed data, which is all a read operation needs.
+        with _storage_errors(False), self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def lock_key(self, conn: sa.Connection, *key: str) -> None:
         """Hold a lock on ``key`` until the transaction ends (PostgreSQL advisory lock): two
