@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
-from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.cli.common import OcibvGroup, data_dir_option, fail, open_services
 from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from ocibv.domain.errors import OciError
 
 
-@click.group()
+@click.group(cls=OcibvGroup)
 def main() -> None:
     """ocibv: the OCI Block Volume service, self-hosted."""
 
@@ -32,6 +32,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     from ocibv.api.app import create_app
+    from ocibv.api.protocol import OciHttpToolsProtocol
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     services = open_services(data_dir, host=host, port=port)
@@ -51,7 +52,12 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     services.start()
     try:
         uvicorn.run(
-            create_app(services), host=host, port=port, log_level="warning", access_log=False
+            create_app(services),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=OciHttpToolsProtocol,
         )
     finally:
         services.stop()
