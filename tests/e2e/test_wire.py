@@ -581,7 +581,8 @@ def test_oversized_body(raw: RawClient, compartment: str, ad: str) -> None:
 
 
 def test_oversized_chunked_body(server: Server) -> None:
-    """Without a content-length the limit holds while streaming."""
+    """Without a content-length nothing is read before authentication: an unsigned stream is
+    refused with 401 (not 413) and the connection closed."""
 
     def chunks() -> Iterator[bytes]:
         for _ in range(20):
@@ -601,7 +602,7 @@ def test_oversized_chunked_body(server: Server) -> None:
         body = json.loads(resp.read())
     finally:
         conn.close()
-    assert (resp.status, body["code"]) == (413, "PayloadTooLarge")
+    assert (resp.status, body["code"]) == (401, "NotAuthenticated")
     assert resp.getheader("opc-request-id")
 
 
