@@ -1,10 +1,9 @@
 """Retention (spec §3.9): prevent-deletion, retention lock and legal hold refuse delete and
-weakening with 409 Conflict; expiry lifts them. A retention "day" lasts 3 s on this server
-(``OCIBV_RETENTION_DAY_SECONDS``) so expiry is observable."""
+weakening with 409 Conflict; expiry lifts them. Expiry is observed by advancing the service
+clock (``ocibv clock advance``), never by sleeping."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,13 +15,12 @@ from tests.e2e.images import new_volume, wait
 from tests.e2e.server import Server
 
 M = oci.core.models
-DAY = 3.0
+DAY = 86400.0
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    server = Server(tmp_path_factory.mktemp("ret") / "data",
-                    env={"OCIBV_RETENTION_DAY_SECONDS": str(DAY)}).start()
+    server = Server(tmp_path_factory.mktemp("ret") / "data").start()
     bs = server.blockstorage()
     tenancy = server.config()["tenancy"]
     ad = server.identity().list_availability_domains(tenancy).data[0].name
@@ -80,8 +78,9 @@ def test_lock_refuses_delete_and_weakening_until_expiry(env: dict[str, Any]) -> 
     _refused(bs.update_volume_backup, backup.id, M.UpdateVolumeBackupDetails(
         retention_period=_one_day()))
     _refused(bs.delete_volume_backup, backup.id)
-    time.sleep(max(0.0, (longer.time_retention_expires_at - longer.time_created)
-                   .total_seconds() + 0.5 - (time.time() - longer.time_created.timestamp())))
+    env["server"].ocibv("clock", "advance", "1d")
+    _refused(bs.delete_volume_backup, backup.id)  # the lengthened window still holds
+    env["server"].ocibv("clock", "advance", "1d1m")
     bs.delete_volume_backup(backup.id)
     assert wait(bs, bs.get_volume_backup(backup.id), "TERMINATED").lifecycle_state == "TERMINATED"
 
@@ -97,7 +96,7 @@ def test_lock_needs_a_period(env: dict[str, Any]) -> None:
 def test_legal_hold_ignores_expiry(env: dict[str, Any]) -> None:
     bs = env["bs"]
     backup = _backup(env, retention_period=_one_day(), is_indefinite_retention_enabled=True)
-    time.sleep(DAY + 0.5)
+    env["server"].ocibv("clock", "advance", "2d")
     _refused(bs.delete_volume_backup, backup.id)
     bs.update_volume_backup(backup.id, M.UpdateVolumeBackupDetails(
         is_indefinite_retention_enabled=False))
@@ -124,7 +123,7 @@ def test_locked_member_protects_the_group_backup(env: dict[str, Any]) -> None:
     assert refused.returncode != 0 and refused.error["code"] == "Conflict"
     member = created["volume-backup-ids"][0]
     _refused(bs.delete_volume_backup, member)  # members go with their group backup
-    time.sleep(DAY + 0.5)
+    server.ocibv("clock", "advance", "2d")
     server.cli("bv", "volume-group-backup", "delete", "--force", "--volume-group-backup-id",
                created["id"], "--wait-for-state", "TERMINATED", "--wait-interval-seconds", "1")
     assert bs.get_volume_backup(member).data.lifecycle_state == "TERMINATED"
