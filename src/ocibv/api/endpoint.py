@@ -76,8 +76,10 @@ class ApiContext:
                 return await run_in_threadpool(handler, call)
             except OciError as error:
                 response = error_response(error, request_id)
-                if body is None and _announces_body(request):
-                    # Refused before its body was read: do not read it to keep the connection.
+                if error.status == 401 and body is None and _announces_body(request):
+                    # Not authenticated: its body is never read, not even to keep the
+                    # connection. (A 413 keeps it: uvicorn drains the refused body, so an
+                    # authenticated client that sent too much reads its answer cleanly.)
                     response.headers["connection"] = "close"
                 return response
             except Exception:
