@@ -16,6 +16,7 @@ from typing import Any
 import oci
 import pytest
 
+from ocibv.domain.keys import generate_key_pair
 from tests.contract import CONTRACT_FILE, Contract, Recorder, nulls, strict_loads
 from tests.e2e.helpers import M, create_group, create_volume, wait_state
 from tests.e2e.raw import RawClient, RawResponse
@@ -256,18 +257,10 @@ def test_every_contract_operation_is_routed(raw: RawClient, comp: str) -> None:
 
 def test_unknown_key_and_wrong_signature_answer_alike(srv: Server, comp: str) -> None:
     cfg = srv.config()
-    private_pem = oci.signer.load_private_key_from_file(cfg["key_file"])
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    other_pem = other.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    assert private_pem is not None
+    other_pem = generate_key_pair()[0].decode()  # registered nowhere
     fingerprint = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff"
     messages = []
+    # A registered keyId with the wrong key, then a keyId registered nowhere.
     for fp, pem in ((cfg["fingerprint"], other_pem), (fingerprint, other_pem)):
         signer = oci.signer.Signer(cfg["tenancy"], cfg["user"], fp, None,
                                    private_key_content=pem)
