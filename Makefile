@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := qemu-img:qemu-utils nbdcopy:libnbd-bin restic:restic borg:borgbackup wrk:wrk
 
-.PHONY: setup run test lint bench clean debian-packages
+.PHONY: setup run test fuzz lint bench clean debian-packages
 
 setup: $(VENV)/.installed debian-packages
 
@@ -37,6 +37,11 @@ lint: $(VENV)/.installed
 
 test: setup lint
 	$(BIN)/pytest -q
+
+# A longer fuzzing run than `make test` (FUZZ_EXAMPLES examples, default 20000, ~10 min).
+FUZZ_EXAMPLES ?= 20000
+fuzz: setup
+	OCIBV_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/e2e/test_fuzz.py
 
 bench: setup
 	$(BIN)/python bench/api.py

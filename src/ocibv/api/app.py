@@ -6,20 +6,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import Mount, Router
 
 from ocibv.api import (
     identity,
+    not_built,
     volume_backups,
     volume_group_backups,
     volume_groups,
     volumes,
 )
 from ocibv.api.auth import Authenticator
-from ocibv.api.call import Call
 from ocibv.api.endpoint import ApiContext, request_id_for
 from ocibv.api.wire import error_response
-from ocibv.domain.errors import MethodNotAllowed, MethodNotImplemented, NotFound
+from ocibv.domain.errors import MethodNotAllowed, NotFound
 from ocibv.services.container import Services
 
 API_VERSION = "/20160918"
@@ -35,24 +35,6 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(NotFound(f"There is no operation at {request.url.path}."), request_id)
 
 
-# Operations of the API that ocibv does not provide yet: an authenticated, clear 501.
-NOT_BUILT = [
-    ("/volumes/{id}/kmsKey", ["GET", "PUT", "DELETE"], "customer-managed KMS keys"),
-    ("/volumeBackups/{id}/actions/copy", ["POST"], "cross-region backup copies"),
-    ("/volumeGroupBackups/{id}/actions/copy", ["POST"], "cross-region backup copies"),
-]
-
-
-def _not_built(api: ApiContext) -> list[Route]:
-    def route(path: str, methods: list[str], feature: str) -> Route:
-        def refuse(call: Call) -> Response:
-            raise MethodNotImplemented(f"ocibv does not provide {feature} yet.")
-
-        return Route(path, api.endpoint(refuse, blocking=False), methods=methods)
-
-    return [route(path, methods, feature) for path, methods, feature in NOT_BUILT]
-
-
 def create_app(services: Services) -> Starlette:
     auth = Authenticator(services.identity.public_key_for)
     api = ApiContext(auth)
@@ -62,7 +44,7 @@ def create_app(services: Services) -> Starlette:
         *volume_groups.routes(api, services.volume_groups),
         *volume_backups.routes(api, services.volume_backups),
         *volume_group_backups.routes(api, services.volume_group_backups),
-        *_not_built(api),
+        *not_built.routes(api),
     ]
     # No trailing-slash redirects (Starlette's default): OCI answers an unknown path with a
     # 404 NotFound body and an opc-request-id, never with a bare 307 to another URL.

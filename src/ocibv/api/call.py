@@ -1,12 +1,17 @@
 """One API call: the authenticated caller, the raw body, and typed access to its parameters.
 
 Parsing failures become OCI errors naming the parameter: 400 ``CannotParseRequest`` for a body
-that is not JSON, ``InvalidParameter`` / ``MissingParameter`` for bad or absent values.
+that is not JSON (RFC 8259), ``InvalidParameter`` / ``MissingParameter`` for bad or absent
+values. Python's JSON reader is lenient where the RFC is not: ``NaN``, ``Infinity`` and numbers
+too large for a double (``1e400``), and strings holding lone UTF-16 surrogates (``"\\ud800"``),
+are refused with ``InvalidParameter`` naming the field, so that nothing stored can make a
+later response invalid JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,13 +63,14 @@ class Call:
         if not self.body.strip():
             raise MissingParameter("The request body is empty; a JSON object is required.")
         try:
-            value = json.loads(self.body)
+            value = json.loads(self.body, parse_constant=_NonFinite, parse_float=_parse_float)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CannotParseRequest(f"The request body is not valid JSON: {exc}") from exc
         except RecursionError:  # absurdly deep nesting; no OCI body is nested this deep
             raise CannotParseRequest("The request body is nested too deeply.") from None
         if not isinstance(value, dict):
             raise CannotParseRequest("The request body must be a JSON object.")
+        check_strict(value)
         return value
 
     def model(self, model: type[M]) -> tuple[M, dict[str, Any]]:
@@ -74,7 +80,9 @@ class Call:
 
     # --- query ------------------------------------------------------------------------------
 
-    def query(self, name: str, *, required: bool = False) -> str | None:
+    def query(self, name: str, *, required: bool = False, max_length: int = 4096) -> str | None:
+        """The one value of query parameter ``name`` (1 to ``max_length`` characters), or
+        None when absent."""
         values = self.request.query_params.getlist(name)
         if len(values) > 1:
             raise InvalidParameter(f"{name}: given more than once.")
@@ -83,8 +91,8 @@ class Call:
                 raise MissingParameter(f"{name}: this query parameter is required.")
             return None
         value = values[0]
-        if value == "" or len(value) > 4096:
-            raise InvalidParameter(f"{name}: must be 1 to 4096 characters long.")
+        if value == "" or len(value) > max_length:
+            raise InvalidParameter(f"{name}: must be 1 to {max_length} characters long.")
         return value
 
     def query_enum(self, name: str, allowed: Sequence[str], *, upper: bool = False) -> str | None:
@@ -134,6 +142,45 @@ class Call:
             limit=self.query_int("limit", 1, limits.MAX_LIMIT) or limits.DEFAULT_LIMIT,
             page=self.query("page"),
         )
+
+
+class _NonFinite(str):
+    """What ``NaN``/``Infinity``/``-Infinity`` parse to, to be refused with its location."""
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def _problem(value: Any) -> str | None:
+    if isinstance(value, _NonFinite):
+        return f"{value} is not a JSON number (RFC 8259 numbers are finite)"
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone UTF-16 surrogate, which is not a Unicode character"
+    return None
+
+
+def check_strict(value: Any, where: str = "") -> None:
+    """Raise InvalidParameter naming the first key or value that RFC 8259 (and Unicode) do not
+    allow: a non-finite number or a string with a lone surrogate."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            problem = _problem(key)
+            if problem:
+                raise InvalidParameter(f"{where or 'body'}: a key {problem}.")
+            check_strict(item, at)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            check_strict(item, f"{where}.{n}" if where else str(n))
+    else:
+        problem = _problem(value)
+        if problem:
+            raise InvalidParameter(f"{where or 'body'}: {problem}.")
 
 
 def validate(model: type[M], raw: dict[str, Any]) -> M:

@@ -1,5 +1,8 @@
-"""The wrapper every operation runs in: read the body (bounded), authenticate, run the handler,
-render any OCI error with its status, and stamp ``opc-request-id`` on every response."""
+"""The wrapper every operation runs in: authenticate the request line and headers, then read
+the body (bounded, refused before reading when declared too large) and check it against the
+signed hash, run the handler in the thread pool (database work never runs on the event
+loop), render any OCI error with its status, and stamp ``opc-request-id`` on every
+response."""
 
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ def request_id_for(request: Request) -> str:
 
 
 async def read_body(request: Request) -> bytes:
+    """The whole body, at most ``limits.MAX_BODY_BYTES``: a larger declared ``content-length``
+    is refused before a byte is read, a chunked body as soon as it passes the limit."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The request body may be at most {limits.MAX_BODY_BYTES} bytes.")
@@ -45,25 +50,38 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _announces_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return request.headers.get("transfer-encoding") is not None or (
+        length is not None and length.strip() not in ("", "0")
+    )
+
+
 class ApiContext:
     def __init__(self, auth: Authenticator) -> None:
         self.auth = auth
 
-    def endpoint(self, handler: Handler, *, blocking: bool = True) -> Endpoint:
-        """An ASGI endpoint for ``handler``; ``blocking`` handlers run in the thread pool
-        (anything that writes), others on the event loop (reads are short and never wait)."""
+    def endpoint(self, handler: Handler) -> Endpoint:
+        """An ASGI endpoint for ``handler``, which runs in the thread pool: every handler
+        touches the database or renders JSON, and a slow one must not stall the others."""
 
         async def run(request: Request) -> Response:
             request_id = request_id_for(request)
+            body: bytes | None = None
             try:
+                caller = await self.auth.authenticate_headers(request)
                 body = await read_body(request)
-                caller = self.auth.authenticate(request, body)
+                self.auth.authenticate_body(request, body)
                 call = Call(request, caller, body, request_id)
-                if blocking:
-                    return await run_in_threadpool(handler, call)
-                return handler(call)
+                return await run_in_threadpool(handler, call)
             except OciError as error:
-                return error_response(error, request_id)
+                response = error_response(error, request_id)
+                if error.status == 401 and body is None and _announces_body(request):
+                    # Not authenticated: its body is never read, not even to keep the
+                    # connection. (A 413 keeps it: uvicorn drains the refused body, so an
+                    # authenticated client that sent too much reads its answer cleanly.)
+                    response.headers["connection"] = "close"
+                return response
             except Exception:
                 log.exception("unexpected error in %s %s", request.method, request.url.path)
                 return error_response(

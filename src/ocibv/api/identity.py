@@ -16,7 +16,7 @@ from ocibv.services.identity import IdentityService
 
 def routes(api: ApiContext, identity: IdentityService, region_key: str) -> list[Route]:
     def list_availability_domains(call: Call) -> Response:
-        compartment_id = call.query("compartmentId", required=True)
+        compartment_id = call.query("compartmentId", required=True, max_length=255)
         assert compartment_id is not None
         names = identity.list_availability_domains(call.caller, compartment_id)
         body = [
@@ -43,7 +43,7 @@ def routes(api: ApiContext, identity: IdentityService, region_key: str) -> list[
         )
 
     def list_compartments(call: Call) -> Response:
-        parent = call.query("compartmentId", required=True)
+        parent = call.query("compartmentId", required=True, max_length=255)
         subtree = call.query_bool("compartmentIdInSubtree")
         call.query_enum("accessLevel", ("ANY", "ACCESSIBLE"))
         filters = {"compartment_id": parent, "display_name": call.query("name")}
@@ -68,15 +68,15 @@ def routes(api: ApiContext, identity: IdentityService, region_key: str) -> list[
     return [
         Route(
             "/availabilityDomains",
-            api.endpoint(list_availability_domains, blocking=False),
+            api.endpoint(list_availability_domains),
             methods=["GET"],
         ),
-        Route("/tenancies/{tenancyId}", api.endpoint(get_tenancy, blocking=False), methods=["GET"]),
+        Route("/tenancies/{tenancyId}", api.endpoint(get_tenancy), methods=["GET"]),
         Route("/compartments", api.endpoint(create_compartment), methods=["POST"]),
-        Route("/compartments", api.endpoint(list_compartments, blocking=False), methods=["GET"]),
+        Route("/compartments", api.endpoint(list_compartments), methods=["GET"]),
         Route(
             "/compartments/{compartmentId}",
-            api.endpoint(get_compartment, blocking=False),
+            api.endpoint(get_compartment),
             methods=["GET"],
         ),
         Route("/compartments/{compartmentId}", api.endpoint(update_compartment), methods=["PUT"]),

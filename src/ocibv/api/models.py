@@ -1,30 +1,47 @@
 """Request bodies (spec §2): shapes, types, enums and ranges, checked at the edge.
 
-Strict: a string is never taken for a number. Unknown keys are ignored (as the SDK ignores
-unknown response keys); fields of features that are not built are refused by ``refuse_unbuilt``.
+Strict: a string is never taken for a number, and no declared field may be ``null`` (Oracle's
+contract has no nullable property: a field is given or omitted). Unknown keys are ignored (as
+the SDK ignores unknown response keys); fields of features that are not built are refused by
+``refuse_unbuilt``. Tags follow OCI's tag limits (``domain.limits``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from ocibv.domain import limits
+from ocibv.domain import limits, retention
 from ocibv.domain.errors import InvalidParameter
 
 DisplayName = Annotated[str, Field(min_length=1, max_length=limits.MAX_DISPLAY_NAME)]
 Ocid = Annotated[str, Field(min_length=1, max_length=255)]
-FreeformTags = dict[str, str]
-DefinedTags = dict[str, dict[str, Any]]
+TagKey = Annotated[str, Field(min_length=1, max_length=limits.MAX_TAG_KEY)]
+TagValue = Annotated[str, Field(max_length=limits.MAX_TAG_VALUE)]
+FreeformTags = dict[TagKey, TagValue]
+DefinedTags = dict[TagKey, dict[TagKey, TagValue]]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(
         strict=True, extra="ignore", alias_generator=to_camel, populate_by_name=False
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                alias = field.alias or name
+                if alias in data and data[alias] is None:
+                    raise InvalidParameter(
+                        f"{alias}: must not be null; omit the field to leave it unchanged."
+                    )
+        return data
 
     def fields(self) -> Any:
         """The given fields, snake_case, as the services take them: the shape of the
@@ -33,8 +50,30 @@ class Body(BaseModel):
 
 
 class Tagged(Body):
+    """A body with tags: string keys and values within OCI's lengths, at most
+    ``limits.MAX_TAGS`` free-form and defined tags together, at most ``limits.MAX_TAG_BYTES``
+    of tag JSON."""
+
     freeform_tags: FreeformTags | None = None
     defined_tags: DefinedTags | None = None
+
+    @model_validator(mode="after")
+    def _tag_limits(self) -> Tagged:
+        freeform = self.freeform_tags or {}
+        defined = self.defined_tags or {}
+        count = len(freeform) + sum(len(keys) for keys in defined.values())
+        if count > limits.MAX_TAGS:
+            raise InvalidParameter(
+                f"{'definedTags' if defined else 'freeformTags'}: a resource may have at most "
+                f"{limits.MAX_TAGS} tags (free-form and defined together); {count} given."
+            )
+        size = len(json.dumps([freeform, defined], ensure_ascii=False).encode())
+        if size > limits.MAX_TAG_BYTES:
+            raise InvalidParameter(
+                f"{'definedTags' if defined else 'freeformTags'}: the tags of a resource may "
+                f"take at most {limits.MAX_TAG_BYTES} bytes of JSON; {size} given."
+            )
+        return self
 
 
 def _vpus(value: int | None) -> int | None:
@@ -185,9 +224,21 @@ def refuse_unbuilt(raw: dict[str, Any], *names: str) -> None:
 
 
 class RetentionPeriod(BaseModel):
+    """1 to ``retention.MAX_DAYS`` DAYS or 1 to ``retention.MAX_YEARS`` YEARS."""
+
     model_config = ConfigDict(strict=True, extra="ignore", alias_generator=to_camel)
     retention_time_unit: Literal["DAYS", "YEARS"]
-    retention_time_amount: int = Field(ge=1, le=36500)
+    retention_time_amount: int
+
+    @model_validator(mode="after")
+    def _in_range(self) -> RetentionPeriod:
+        top = retention.MAX_DAYS if self.retention_time_unit == "DAYS" else retention.MAX_YEARS
+        if not 1 <= self.retention_time_amount <= top:
+            raise InvalidParameter(
+                f"retentionPeriod.retentionTimeAmount: must be 1 to {top} "
+                f"{self.retention_time_unit}."
+            )
+        return self
 
 
 class RetentionFields(Tagged):

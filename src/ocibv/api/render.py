@@ -1,4 +1,8 @@
-"""Resources as OCI wire JSON (spec §2). Only this module builds response dictionaries."""
+"""Resources as OCI wire JSON (spec §2). Only this module builds response dictionaries.
+
+Oracle's schemas have no nullable property: an optional field without a value is omitted,
+never sent as ``null`` (``resource`` and ``tenancy`` drop them).
+"""
 
 from __future__ import annotations
 
@@ -103,7 +107,6 @@ def volume_backup(res: Resource) -> dict[str, Any]:
         "volumeGroupBackupId": a.get("volume_group_backup_id"),
         "sourceType": a.get("source_type", "MANUAL"),
         "sourceVolumeBackupId": res.source_id,
-        "expirationTime": None,
         "timeRequestReceived": timestamp(a.get("time_request_received_us")),
         "kmsKeyId": a.get("kms_key_id"),
         "sizeInGBs": size,
@@ -125,7 +128,6 @@ def volume_group_backup(res: Resource) -> dict[str, Any]:
         "volumeGroupId": res.parent_id,
         "sourceVolumeGroupBackupId": res.source_id,
         "sourceType": a.get("source_type", "MANUAL"),
-        "expirationTime": None,
         "timeRequestReceived": timestamp(a.get("time_request_received_us")),
         "sizeInGBs": size,
         "sizeInMBs": size * 1024,
@@ -150,14 +152,14 @@ def compartment(res: Resource) -> dict[str, Any]:
 
 
 def tenancy(t: Tenancy, home_region_key: str) -> dict[str, Any]:
-    return {
+    return _present({
         "id": t.id,
         "name": t.name,
         "description": t.description or t.name,
         "homeRegionKey": home_region_key,
         "freeformTags": {},
         "definedTags": {},
-    }
+    })
 
 
 RENDERERS: dict[str, Callable[[Resource], dict[str, Any]]] = {
@@ -169,5 +171,10 @@ RENDERERS: dict[str, Callable[[Resource], dict[str, Any]]] = {
 }
 
 
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def resource(res: Resource) -> dict[str, Any]:
-    return RENDERERS[res.kind](res)
+    """The wire JSON of ``res``, without the fields that have no value."""
+    return _present(RENDERERS[res.kind](res))

@@ -22,8 +22,9 @@ The signature is RSASSA-PKCS1-v1_5 with SHA-256.
   present, equals the body length.
 
 Otherwise it raises ``NotAuthenticated`` saying what is wrong (never what the signature
-should have been). On GET/HEAD/DELETE the body is *not* covered by the signature unless the
-client chose to sign ``x-content-sha256``: callers must ignore bodies of those methods.
+should have been, nor whether a keyId is registered). On GET/HEAD/DELETE the body is *not*
+covered by the signature unless the client chose to sign ``x-content-sha256``: callers must
+ignore bodies of those methods.
 
 Nothing is cached here; loading and caching the public keys is the job of ``lookup_key``.
 """
@@ -52,7 +53,9 @@ __all__ = [
     "KeyId",
     "SignedRequest",
     "parse_authorization",
+    "verify_body",
     "verify_request",
+    "verify_signature",
 ]
 
 DEFAULT_MAX_SKEW_SECONDS = 300
@@ -249,13 +252,31 @@ def verify_request(
     now: datetime | None = None,
     max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
 ) -> KeyId:
-    """Check the API-key signature of ``req`` and return the ``KeyId`` that signed it.
+    """Check the API-key signature of ``req`` and its body; return the ``KeyId`` that signed it.
+
+    ``verify_signature`` followed by ``verify_body`` (rules in the module docstring).
+    """
+    key_id = verify_signature(req, lookup_key, now=now, max_skew_seconds=max_skew_seconds)
+    verify_body(req.headers, req.body)
+    return key_id
+
+
+def verify_signature(
+    req: SignedRequest,
+    lookup_key: Callable[[KeyId], RSAPublicKey | None],
+    *,
+    now: datetime | None = None,
+    max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
+) -> KeyId:
+    """Check the signature over the request line and headers only (``req.body`` is not read),
+    so that a server can authenticate a request before it reads a large body.
 
     ``lookup_key`` maps a ``KeyId`` to the registered public key (or ``None`` when no such
     key exists for that user and tenancy); it is called at most once, after all syntactic
     and date checks. ``now`` defaults to the current UTC time (a naive ``now`` is taken as
-    UTC). Raises ``NotAuthenticated`` with a message naming the problem for a missing,
-    malformed, unknown, forged, tampered or stale request (rules in the module docstring).
+    UTC). Raises ``NotAuthenticated`` naming the problem for a missing, malformed, forged or
+    stale request; an unknown key and a wrong signature get one and the same message, so the
+    answer never tells whether a keyId is registered.
     """
     headers = req.headers
     authorization = headers.get("authorization")
@@ -292,23 +313,26 @@ def verify_request(
         )
 
     public_key = lookup_key(key_id)
-    if public_key is None:
-        raise _fail(
-            f"The key {key_id.fingerprint} is not known for user {key_id.user_id} in tenancy "
-            f"{key_id.tenancy_id}: upload the public key or fix the fingerprint in the config."
-        )
     try:
+        if public_key is None:
+            raise InvalidSignature
         public_key.verify(signature, _encode("\n".join(lines)), _PKCS1V15, _SHA256)
     except InvalidSignature:
+        # One message for an unknown key and a wrong signature: no key enumeration.
         raise _fail(
-            f"The signature does not match (keyId {key_id}): the request was signed with a "
-            "different private key than the one registered with this fingerprint, or it was "
-            "altered after signing."
+            f"The signature does not match (keyId {key_id}): the key is not registered for "
+            "this user and tenancy, the request was signed with another private key, or it "
+            "was altered after signing."
         ) from None
+    return key_id
 
+
+def verify_body(headers: Mapping[str, str], body: bytes) -> None:
+    """Check the body against ``x-content-sha256`` and ``content-length`` when present (both
+    are covered by the signature on POST/PUT/PATCH); raise ``NotAuthenticated`` otherwise."""
     content_sha256 = headers.get("x-content-sha256")
     if content_sha256 is not None:
-        actual = base64.b64encode(hashlib.sha256(req.body).digest()).decode("ascii")
+        actual = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
         if content_sha256.strip() != actual:
             raise _fail(
                 "The x-content-sha256 header does not match the request body: the body was "
@@ -317,9 +341,8 @@ def verify_request(
     content_length = headers.get("content-length")
     if content_length is not None:
         text = content_length.strip()
-        if not (text.isascii() and text.isdigit()) or int(text) != len(req.body):
+        if not (text.isascii() and text.isdigit()) or int(text) != len(body):
             raise _fail(
                 f'The content-length header "{content_length}" does not match the body '
-                f"length {len(req.body)}."
+                f"length {len(body)}."
             )
-    return key_id

@@ -38,10 +38,10 @@ def routes(api: ApiContext, backups: VolumeBackupService) -> list[Route]:
     def list_volume_backups(call: Call) -> Response:
         request = call.list_request(
             {
-                "compartment_id": call.query("compartmentId", required=True),
+                "compartment_id": call.query("compartmentId", required=True, max_length=255),
                 "parent_id": call.query("volumeId"),
-                "display_name": call.query("displayName"),
-                "source_id": call.query("sourceVolumeBackupId"),
+                "display_name": call.query("displayName", max_length=255),
+                "source_id": call.query("sourceVolumeBackupId", max_length=255),
             },
             states=VOLUME_BACKUP_STATES,
         )
@@ -69,8 +69,8 @@ def routes(api: ApiContext, backups: VolumeBackupService) -> list[Route]:
     path = "/volumeBackups/{volumeBackupId}"
     return [
         Route("/volumeBackups", api.endpoint(create_volume_backup), methods=["POST"]),
-        Route("/volumeBackups", api.endpoint(list_volume_backups, blocking=False), methods=["GET"]),
-        Route(path, api.endpoint(get_volume_backup, blocking=False), methods=["GET"]),
+        Route("/volumeBackups", api.endpoint(list_volume_backups), methods=["GET"]),
+        Route(path, api.endpoint(get_volume_backup), methods=["GET"]),
         Route(path, api.endpoint(update_volume_backup), methods=["PUT"]),
         Route(path, api.endpoint(delete_volume_backup), methods=["DELETE"]),
         Route(

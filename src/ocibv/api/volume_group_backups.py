@@ -35,9 +35,9 @@ def routes(api: ApiContext, backups: VolumeGroupBackupService) -> list[Route]:
     def list_volume_group_backups(call: Call) -> Response:
         request = call.list_request(
             {
-                "compartment_id": call.query("compartmentId", required=True),
+                "compartment_id": call.query("compartmentId", required=True, max_length=255),
                 "parent_id": call.query("volumeGroupId"),
-                "display_name": call.query("displayName"),
+                "display_name": call.query("displayName", max_length=255),
             }
         )
         return list_response(call, *backups.list_volume_group_backups(call.caller, request))
@@ -67,10 +67,10 @@ def routes(api: ApiContext, backups: VolumeGroupBackupService) -> list[Route]:
         Route("/volumeGroupBackups", api.endpoint(create_volume_group_backup), methods=["POST"]),
         Route(
             "/volumeGroupBackups",
-            api.endpoint(list_volume_group_backups, blocking=False),
+            api.endpoint(list_volume_group_backups),
             methods=["GET"],
         ),
-        Route(path, api.endpoint(get_volume_group_backup, blocking=False), methods=["GET"]),
+        Route(path, api.endpoint(get_volume_group_backup), methods=["GET"]),
         Route(path, api.endpoint(update_volume_group_backup), methods=["PUT"]),
         Route(path, api.endpoint(delete_volume_group_backup), methods=["DELETE"]),
         Route(

@@ -43,9 +43,9 @@ def routes(api: ApiContext, groups: VolumeGroupService) -> list[Route]:
     def list_volume_groups(call: Call) -> Response:
         request = call.list_request(
             {
-                "compartment_id": call.query("compartmentId", required=True),
+                "compartment_id": call.query("compartmentId", required=True, max_length=255),
                 "availability_domain": call.query("availabilityDomain"),
-                "display_name": call.query("displayName"),
+                "display_name": call.query("displayName", max_length=255),
             },
             states=VOLUME_GROUP_STATES,
         )
@@ -73,10 +73,10 @@ def routes(api: ApiContext, groups: VolumeGroupService) -> list[Route]:
 
     return [
         Route("/volumeGroups", api.endpoint(create_volume_group), methods=["POST"]),
-        Route("/volumeGroups", api.endpoint(list_volume_groups, blocking=False), methods=["GET"]),
+        Route("/volumeGroups", api.endpoint(list_volume_groups), methods=["GET"]),
         Route(
             "/volumeGroups/{volumeGroupId}",
-            api.endpoint(get_volume_group, blocking=False),
+            api.endpoint(get_volume_group),
             methods=["GET"],
         ),
         Route("/volumeGroups/{volumeGroupId}", api.endpoint(update_volume_group), methods=["PUT"]),

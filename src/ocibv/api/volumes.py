@@ -45,16 +45,18 @@ def routes(api: ApiContext, volumes: VolumeService) -> list[Route]:
     def list_volumes(call: Call) -> Response:
         request = call.list_request(
             {
-                "compartment_id": call.query("compartmentId", required=True),
+                "compartment_id": call.query("compartmentId", required=True, max_length=255),
                 "availability_domain": call.query("availabilityDomain"),
-                "display_name": call.query("displayName"),
+                "display_name": call.query("displayName", max_length=255),
                 "parent_id": call.query("volumeGroupId"),
             },
             states=VOLUME_STATES,
         )
-        if call.query("clusterPlacementGroupId") is not None:
-            return list_response(call, [], None)  # no volume is in a cluster placement group
-        return list_response(call, *volumes.list_volumes(call.caller, request))
+        group = call.query("clusterPlacementGroupId", max_length=255)
+        items, next_page = volumes.list_volumes(call.caller, request)
+        if group is not None:  # no volume is in a cluster placement group
+            return list_response(call, [], None)
+        return list_response(call, items, next_page)
 
     def update_volume(call: Call) -> Response:
         details, raw = call.model(UpdateVolumeDetails)
@@ -77,8 +79,8 @@ def routes(api: ApiContext, volumes: VolumeService) -> list[Route]:
 
     return [
         Route("/volumes", api.endpoint(create_volume), methods=["POST"]),
-        Route("/volumes", api.endpoint(list_volumes, blocking=False), methods=["GET"]),
-        Route("/volumes/{volumeId}", api.endpoint(get_volume, blocking=False), methods=["GET"]),
+        Route("/volumes", api.endpoint(list_volumes), methods=["GET"]),
+        Route("/volumes/{volumeId}", api.endpoint(get_volume), methods=["GET"]),
         Route("/volumes/{volumeId}", api.endpoint(update_volume), methods=["PUT"]),
         Route("/volumes/{volumeId}", api.endpoint(delete_volume), methods=["DELETE"]),
         Route(

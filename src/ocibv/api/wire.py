@@ -29,9 +29,11 @@ def new_request_id() -> str:
 def json_response(
     body: Any, *, request_id: str, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
+    """``body`` as strict JSON (RFC 8259: a non-finite number raises ValueError rather than
+    going out as ``NaN``)."""
     all_headers = {"opc-request-id": request_id, **(headers or {})}
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
+        json.dumps(body, separators=(",", ":"), allow_nan=False).encode(),
         status_code=status,
         media_type="application/json",
         headers=all_headers,

@@ -13,7 +13,7 @@ import click
 
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
 from ocibv.cli.clock import clock
-from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.cli.common import OcibvGroup, data_dir_option, fail, open_services
 from ocibv.cli.db import db
 from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
@@ -21,7 +21,7 @@ from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from ocibv.domain.errors import OciError
 
 
-@click.group()
+@click.group(cls=OcibvGroup)
 def main() -> None:
     """ocibv: the OCI Block Volume service, self-hosted."""
 
@@ -44,6 +44,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str, role: str) -> No
     import uvicorn
 
     from ocibv.api.app import create_app
+    from ocibv.api.protocol import OciHttpToolsProtocol
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     services = open_services(data_dir, host=host, port=port)
@@ -69,7 +70,12 @@ def serve(data_dir: Path, host: str, port: int, log_level: str, role: str) -> No
             _wait_for_stop()
         else:
             uvicorn.run(
-                create_app(services), host=host, port=port, log_level="warning", access_log=False
+                create_app(services),
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                http=OciHttpToolsProtocol,
             )
     finally:
         services.stop()

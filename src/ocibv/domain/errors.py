@@ -83,6 +83,10 @@ class PayloadTooLarge(OciError):
     status, code = 413, "PayloadTooLarge"
 
 
+class RequestHeaderFieldsTooLarge(OciError):
+    status, code = 431, "RequestHeaderFieldsTooLarge"
+
+
 class MethodNotImplemented(OciError):
     """An OCI operation ocibv does not provide (yet); clients do not retry it."""
 

@@ -16,3 +16,10 @@ MAX_LIMIT: Final = 100
 DEFAULT_LIMIT: Final = 100
 MAX_BODY_BYTES: Final = 1024 * 1024
 CLOCK_SKEW_SECONDS: Final = 300
+# OCI tag limits (docs/design.md, "Choices"): per resource, free-form and defined together.
+MAX_TAGS: Final = 64
+MAX_TAG_BYTES: Final = 5 * 1024
+MAX_TAG_KEY: Final = 100
+MAX_TAG_VALUE: Final = 256
+# Request line plus headers, checked before they are parsed (api/protocol.py).
+MAX_HEADER_BYTES: Final = 32 * 1024

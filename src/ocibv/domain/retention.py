@@ -59,6 +59,15 @@ class Retention:
         )
 
     def expires_at(self, point_in_time: datetime) -> datetime | None:
+        """End of the window (None: no window). Never raises: a period reaching past the
+        year 9999 (only possible out of range, which ``validate`` refuses) ends at
+        ``datetime.max``."""
+        try:
+            return self._expires_at(point_in_time)
+        except (OverflowError, ValueError):
+            return datetime.max.replace(tzinfo=UTC)
+
+    def _expires_at(self, point_in_time: datetime) -> datetime | None:
         if self.unit is None or self.amount is None:
             return None
         if self.unit == "DAYS":
