@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := qemu-img:qemu-utils nbdcopy:libnbd-bin restic:restic borg:borgbackup
+DEBIAN_PACKAGES := qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy:libnbd-bin nbdinfo:libnbd-bin fio:fio restic:restic borg:borgbackup
 
 .PHONY: setup run test lint bench clean debian-packages
 
