@@ -176,9 +176,9 @@ def test_stale_preserve_files_are_discarded_and_the_image_is_live(tmp_path: Path
     volume = LiveVolume(image)
     assert not stale.exists()
     snap = begin_group([volume])
-    volume.write(0, b"new")
+    volume.write(MIB, b"new")
     expected = image.read_bytes()
     # A crash now: the snapshot vanishes, the image already holds the live data.
     volume.close()
-    assert image.read_bytes() == expected and expected[:3] == b"new"
+    assert image.read_bytes() == expected and expected[MIB : MIB + 3] == b"new"
     assert snap.members[0].view.preserved_bytes == BLOCK
