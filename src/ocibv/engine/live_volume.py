@@ -80,6 +80,18 @@ class LiveVolume:
             data += bytes(length - len(data))
         return data
 
+    def read_cached(self, offset: int, length: int) -> bytearray | None:
+        """The bytes at ``offset`` if all are in the page cache (RWF_NOWAIT), else None;
+        never blocks on the disk."""
+        buf = bytearray(length)
+        try:
+            n = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            raise
+        return buf if n == length else None
+
     def _before(self, offset: int, length: int, *, fills: bool) -> None:
         if self._snapshot is not None:
             self._snapshot.before_write(offset, length, fills=fills)

@@ -28,6 +28,11 @@ class Export(Protocol):
         """Exactly ``length`` bytes at ``offset`` (holes read as zeros)."""
         ...
 
+    def read_cached(self, offset: int, length: int) -> bytes | bytearray | None:
+        """The ``length`` bytes at ``offset`` if they can be had without blocking (all in
+        the page cache), else None. Called on the event loop: it must never block."""
+        ...
+
     def write(self, offset: int, data: bytes, *, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable on return."""
         ...

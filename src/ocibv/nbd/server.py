@@ -16,8 +16,10 @@ outside ``[0, size)``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
+import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from typing import TypeVar
 from ocibv.nbd import protocol as p
 from ocibv.nbd.exports import Exports
 from ocibv.nbd.handshake import BASE_ALLOCATION_ID, Disconnect, Negotiator, Session
+from ocibv.nbd.write_queue import Outcome, WriteQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +53,7 @@ _ALLOWED_FLAGS = {
     p.CMD_BLOCK_STATUS: p.CMD_FLAG_FUA | p.CMD_FLAG_REQ_ONE,
 }
 _WRITING = (p.CMD_WRITE, p.CMD_TRIM, p.CMD_WRITE_ZEROES)
+_QUEUED = (*_WRITING, p.CMD_FLUSH)  # run in order through the connection's WriteQueue
 
 
 def is_loopback(host: str) -> bool:
@@ -80,7 +84,7 @@ class NbdServer:
             tls_required = True
         self.exports, self.host, self._port = exports, host, port
         self.tls, self.tls_required = tls, tls_required
-        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="ocibv-nbd")
+        self.pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="ocibv-nbd")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -110,7 +114,7 @@ class NbdServer:
             await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-        self._pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -141,27 +145,38 @@ class NbdServer:
                 await writer.wait_closed()
 
     async def run_io(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
 
 class _Budget:
-    """Bytes in flight for one connection; a request larger than the budget waits for all."""
+    """Bytes in flight for one connection; a request larger than the budget waits for all.
+    Waiters are served in order (no starvation of a large request)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity, self.free = capacity, capacity
-        self._cond = asyncio.Condition()
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
     async def acquire(self, n: int) -> int:
         n = min(n, self.capacity)
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.free >= n)
+        if self.free >= n and not self._waiters:
             self.free -= n
+            return n
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, waiter))
+        await waiter
         return n
 
-    async def release(self, n: int) -> None:
-        async with self._cond:
-            self.free += n
-            self._cond.notify_all()
+    def release(self, n: int) -> None:
+        self.free += n
+        while self._waiters and self._waiters[0][0] <= self.free:
+            wanted, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.free -= wanted
+                waiter.set_result(None)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _nbd_errno(exc: OSError) -> int:
@@ -185,6 +200,9 @@ class _Transmission:
         self.budget = _Budget(INFLIGHT_BYTES)
         self.tasks: set[asyncio.Task[None]] = set()
         self._drain_lock = asyncio.Lock()
+        self.writes: WriteQueue[tuple[p.Request, int]] = WriteQueue(
+            asyncio.get_running_loop(), server.pool, self._writes_done
+        )
 
     async def run(self) -> None:
         try:
@@ -207,30 +225,102 @@ class _Transmission:
                     held = await self.budget.acquire(request.length)
                     data = await self.reader.readexactly(request.length)
                 elif request.type == p.CMD_READ and request.length <= p.MAX_PAYLOAD:
+                    if await self._read_cached(request):
+                        continue
                     held = await self.budget.acquire(request.length)
+                if request.type in _QUEUED:
+                    self._queue(request, data, held)
+                    continue
                 task = asyncio.create_task(self._serve(request, data, held))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         finally:
-            if self.tasks:  # answer what was asked before DISC or a disconnect
+            # Answer what was asked before DISC or a disconnect.
+            if self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.writes.idle()
 
-    async def _send(self, *parts: bytes) -> None:
-        self.writer.writelines(parts)  # one call: the header and payload are never split
+    def _queue(self, r: p.Request, data: bytes, held: int) -> None:
+        refusal = self._check(r)
+        if refusal is not None:
+            self.writer.write(self._error_bytes(r, *refusal))
+            self.budget.release(held)
+            return
+        export, fua = self.export, bool(r.flags & p.CMD_FLAG_FUA)
+        job: Callable[[], None]
+        if r.type == p.CMD_WRITE:
+            job = functools.partial(export.write, r.offset, data, fua=fua)
+        elif r.type == p.CMD_FLUSH:
+            job = export.flush
+        elif r.type == p.CMD_TRIM:
+            job = functools.partial(export.trim, r.offset, r.length, fua=fua)
+        else:
+            may_trim = not r.flags & p.CMD_FLAG_NO_HOLE
+            job = functools.partial(export.zero, r.offset, r.length, may_trim=may_trim, fua=fua)
+        if r.type != p.CMD_FLUSH and not r.length:
+            job = _nothing
+        self.writes.submit((r, held), job)
+
+    def _writes_done(self, outcomes: list[Outcome[tuple[p.Request, int]]]) -> None:
+        """Reply to a batch of finished queued commands (on the loop; replies are small, so
+        no drain: the byte budget already bounds what a client can have outstanding)."""
+        for (r, held), exc in outcomes:
+            self.budget.release(held)
+            if exc is None:
+                self.writer.write(self._done_bytes(r))
+            elif isinstance(exc, OSError):
+                log.warning("nbd %s: command %d failed: %s", self.session.export_name, r.type, exc)
+                self.writer.write(self._error_bytes(r, _nbd_errno(exc), str(exc)))
+            else:
+                log.error(
+                    "nbd %s: command %d failed", self.session.export_name, r.type, exc_info=exc
+                )
+                self.writer.write(self._error_bytes(r, p.EIO, "internal error"))
+
+    async def _send(self, *parts: bytes | bytearray) -> None:
+        for part in parts:  # no await in between: a reply is never interleaved with another
+            self.writer.write(part)  # (separate writes: joining would copy the payload)
         async with self._drain_lock:
             await self.writer.drain()
 
-    async def _error(self, request: p.Request, error: int, message: str) -> None:
+    async def _read_cached(self, r: p.Request) -> bool:
+        """Answer a READ on the event loop when its bytes are all in the page cache: a
+        thread-pool round trip costs more than the copy (measured; docs/design.md)."""
+        if self._check(r) is not None or not r.length:
+            return False
+        try:
+            payload = self.export.read_cached(r.offset, r.length)
+        except OSError:
+            return False  # the pool path reports it
+        if payload is None:
+            return False
+        await self._send_read(r, payload)
+        return True
+
+    async def _send_read(self, r: p.Request, payload: bytes | bytearray) -> None:
         if self.session.structured:
-            await self._send(p.error_chunk(request.cookie, error, message))
+            header = p.structured_header(
+                r.cookie, p.REPLY_TYPE_OFFSET_DATA, 8 + len(payload), done=True
+            )
+            await self._send(header + p.U64.pack(r.offset), payload)
         else:
-            await self._send(p.simple_reply(request.cookie, error))
+            await self._send(p.simple_reply(r.cookie), payload)
+
+    def _error_bytes(self, request: p.Request, error: int, message: str) -> bytes:
+        if self.session.structured:
+            return p.error_chunk(request.cookie, error, message)
+        return p.simple_reply(request.cookie, error)
+
+    def _done_bytes(self, request: p.Request) -> bytes:
+        if self.session.structured:
+            return p.structured_header(request.cookie, p.REPLY_TYPE_NONE, 0, done=True)
+        return p.simple_reply(request.cookie)
+
+    async def _error(self, request: p.Request, error: int, message: str) -> None:
+        await self._send(self._error_bytes(request, error, message))
 
     async def _done(self, request: p.Request) -> None:
-        if self.session.structured:
-            await self._send(p.structured_header(request.cookie, p.REPLY_TYPE_NONE, 0, done=True))
-        else:
-            await self._send(p.simple_reply(request.cookie))
+        await self._send(self._done_bytes(request))
 
     def _check(self, r: p.Request) -> tuple[int, str] | None:
         """The protocol error for a well-framed request this server refuses, or None."""
@@ -268,39 +358,20 @@ class _Transmission:
         except (ConnectionError, RuntimeError):
             pass  # the client went away; nothing to answer
         finally:
-            if held:
-                await self.budget.release(held)
+            self.budget.release(held)
 
     async def _execute(self, r: p.Request, data: bytes) -> None:
-        export, io, fua = self.export, self.server.run_io, bool(r.flags & p.CMD_FLAG_FUA)
+        export, io = self.export, self.server.run_io
         if r.type == p.CMD_READ:
-            payload = await io(export.read, r.offset, r.length) if r.length else b""
-            if self.session.structured:
-                if not payload:
-                    await self._done(r)
-                    return
-                header = p.structured_header(
-                    r.cookie, p.REPLY_TYPE_OFFSET_DATA, 8 + len(payload), done=True
-                )
-                await self._send(header, p.U64.pack(r.offset), payload)
+            if not r.length:
+                await self._done(r)
             else:
-                await self._send(p.simple_reply(r.cookie), payload)
+                await self._send_read(r, await io(export.read, r.offset, r.length))
             return
-        if r.type == p.CMD_WRITE:
-            await io(lambda: export.write(r.offset, data, fua=fua))
-        elif r.type == p.CMD_FLUSH:
-            await io(export.flush)
-        elif r.type == p.CMD_TRIM:
-            if r.length:
-                await io(lambda: export.trim(r.offset, r.length, fua=fua))
-        elif r.type == p.CMD_WRITE_ZEROES:
-            may_trim = not r.flags & p.CMD_FLAG_NO_HOLE
-            if r.length:
-                await io(lambda: export.zero(r.offset, r.length, may_trim=may_trim, fua=fua))
-        elif r.type == p.CMD_BLOCK_STATUS:
+        if r.type == p.CMD_BLOCK_STATUS:
             await self._block_status(r)
-            return
-        await self._done(r)
+        else:  # queued commands never get here
+            await self._error(r, p.EINVAL, f"unexpected command {r.type}")
 
     async def _block_status(self, r: p.Request) -> None:
         extents = await self.server.run_io(self.export.block_status, r.offset, r.length)
