@@ -15,6 +15,8 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
+import uvloop
+
 from ocibv.nbd import protocol as p
 from ocibv.nbd.exports import ExportTable
 from ocibv.nbd.server import NbdServer
@@ -23,8 +25,13 @@ MIB = 1024 * 1024
 
 
 class RunningServer:
-    def __init__(self, server: NbdServer, table: ExportTable) -> None:
-        self.server, self.table = server, table
+    def __init__(
+        self, server: NbdServer, table: ExportTable, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.server, self.table, self.loop = server, table, loop
+
+    def disconnect(self, name: str) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.disconnect(name), self.loop).result(10)
 
     @property
     def port(self) -> int:
@@ -39,13 +46,17 @@ def running_server(
     table: ExportTable, *, tls: ssl.SSLContext | None = None, tls_required: bool = False
 ) -> Iterator[RunningServer]:
     """Start ``NbdServer`` on 127.0.0.1:0 in a thread with its own loop; stop it on exit."""
-    loop = asyncio.new_event_loop()
+    # The stdlib loop by default; OCIBV_TEST_UVLOOP=1 runs the suite on uvloop, which is
+    # what `ocibv serve` gets through uvicorn.
+    loop = (
+        uvloop.new_event_loop() if os.environ.get("OCIBV_TEST_UVLOOP") else asyncio.new_event_loop()
+    )
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     server = NbdServer(table, port=0, tls=tls, tls_required=tls_required)
     asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
     try:
-        yield RunningServer(server, table)
+        yield RunningServer(server, table, loop)
     finally:
         future: Future[None] = asyncio.run_coroutine_threadsafe(server.close(), loop)
         future.result(30)

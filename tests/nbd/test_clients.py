@@ -12,7 +12,7 @@ import pytest
 
 from ocibv.engine.live_volume import LiveVolume
 from ocibv.nbd.exports import ExportTable
-from tests.nbd.helpers import MIB, RunningServer, make_image, run, running_server
+from tests.nbd.helpers import MIB, RawClient, RunningServer, make_image, run, running_server
 
 SIZE = 64 * MIB
 DATA = [(1 * MIB, 3 * MIB), (40 * MIB, 100_000), (SIZE - 4096, 4096)]
@@ -138,3 +138,14 @@ def test_read_only_export_refuses_writes(tmp_path: Path) -> None:
     finally:
         vol.close()
     assert image.read_bytes() == before == (tmp_path / "copy.img").read_bytes()
+
+
+def test_detach_refuses_new_clients_and_ends_open_ones(served: RunningServer) -> None:
+    client = RawClient(served.port)
+    client.start()
+    client.go("vol")
+    assert client.write(0, b"before detach") == 0
+    served.table.remove("vol")
+    served.disconnect("vol")
+    assert client.closed_by_server()
+    assert run("nbdinfo", served.uri("vol")).returncode != 0

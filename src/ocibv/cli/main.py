@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -15,6 +18,10 @@ from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from ocibv.domain.errors import OciError
+from ocibv.nbd import ExportTable, NbdServer
+from ocibv.nbd.server import DEFAULT_HOST as NBD_HOST
+from ocibv.nbd.server import DEFAULT_PORT as NBD_PORT
+from ocibv.nbd.server import is_loopback
 
 
 @click.group()
@@ -27,13 +34,40 @@ def main() -> None:
 @click.option("--host", default=DEFAULT_HOST, show_default=True, envvar="OCIBV_HOST")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="OCIBV_PORT")
 @click.option("--log-level", default="info", show_default=True)
-def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
-    """Start the API server (and its job workers) on HOST:PORT."""
+@click.option("--nbd-host", default=NBD_HOST, show_default=True, envvar="OCIBV_NBD_HOST")
+@click.option("--nbd-port", default=NBD_PORT, show_default=True, type=int, envvar="OCIBV_NBD_PORT")
+@click.option(
+    "--nbd-tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate (chain) for NBD_OPT_STARTTLS; required off loopback.",
+)
+@click.option(
+    "--nbd-tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --nbd-tls-cert (default: in the certificate file).",
+)
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    log_level: str,
+    nbd_host: str,
+    nbd_port: int,
+    nbd_tls_cert: Path | None,
+    nbd_tls_key: Path | None,
+) -> None:
+    """Start the API server (and its job workers) on HOST:PORT, and the NBD data plane on
+    NBD_HOST:NBD_PORT, on one event loop."""
     import uvicorn
 
     from ocibv.api.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    tls = _nbd_tls_context(nbd_tls_cert, nbd_tls_key)
+    if tls is None and not is_loopback(nbd_host):
+        fail(
+            f"--nbd-host {nbd_host} is not loopback: NBD has no authentication, give --nbd-tls-cert"
+        )
     services = open_services(data_dir, host=host, port=port)
     principal = ensure_bootstrapped(services)
     settings = services.settings
@@ -48,13 +82,51 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     for line in env_lines(settings):
         click.echo(f"  {line}")
     sys.stdout.flush()
+    config = uvicorn.Config(
+        create_app(services), host=host, port=port, log_level="warning", access_log=False
+    )
+    # Volumes are attached by adding to this table (the seam for `ocibv volume attach`):
+    # exports.add(name, LiveVolume(image_path)); on detach exports.remove(name), then
+    # nbd.disconnect(name) and close the LiveVolume.
+    exports = ExportTable()
+    nbd = NbdServer(exports, host=nbd_host, port=nbd_port, tls=tls)
+
+    async def run_servers() -> None:
+        await nbd.start()
+        click.echo(f"ocibv: NBD data plane on {nbd.uri('<export>')}")
+        sys.stdout.flush()
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await nbd.close()
+
+    # uvicorn re-raises a captured SIGTERM once it has shut down; as SystemExit it unwinds
+    # through the finally blocks, so attached volumes and the job workers close cleanly
+    # (the changed-block records are saved clean only then).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     services.start()
     try:
-        uvicorn.run(
-            create_app(services), host=host, port=port, log_level="warning", access_log=False
-        )
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(run_servers())
     finally:
         services.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _nbd_tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None:
+        if key is not None:
+            fail("--nbd-tls-key needs --nbd-tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        fail(f"cannot load the NBD TLS certificate: {exc}")
+    return context
 
 
 @main.command()

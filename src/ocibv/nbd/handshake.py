@@ -12,6 +12,7 @@ import asyncio
 import ssl
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 from ocibv.nbd import protocol as p
 from ocibv.nbd.exports import Export, Exports
@@ -151,6 +152,10 @@ class Negotiator:
         if data or self.state.tls_active:
             await self._reply(p.OPT_STARTTLS, p.REP_ERR_INVALID)
             return
+        # Stop reading before the ACK goes out: the client's ClientHello follows it at once
+        # and must reach the TLS layer, not this stream's buffer (uvloop reads eagerly).
+        transport = cast(asyncio.Transport, self.writer.transport)
+        transport.pause_reading()
         await self._reply(p.OPT_STARTTLS, p.REP_ACK)
         try:
             await asyncio.wait_for(self.writer.start_tls(self.tls), OPTION_TIMEOUT)

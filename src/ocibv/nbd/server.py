@@ -87,6 +87,7 @@ class NbdServer:
         self.pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="ocibv-nbd")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._serving: dict[asyncio.Task[None], str] = {}  # connection -> export name
 
     @property
     def port(self) -> int:
@@ -103,6 +104,15 @@ class NbdServer:
             self._accept, self.host, self._port, limit=STREAM_LIMIT, reuse_address=True
         )
         self._port = self._server.sockets[0].getsockname()[1]
+
+    async def disconnect(self, export_name: str) -> None:
+        """End every connection in transmission on ``export_name`` and wait for them (their
+        requests in flight are answered first); for detach, after ``Exports.remove``."""
+        tasks = [t for t, name in self._serving.items() if name == export_name]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop listening, end every connection, wait for them, stop the I/O threads."""
@@ -129,6 +139,7 @@ class NbdServer:
             )
             session = await negotiator.negotiate()
             if session is not None:
+                self._serving[task] = session.export_name
                 await _Transmission(self, reader, writer, session).run()
         except (Disconnect, asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
             log.debug("nbd connection ended: %s", exc)
@@ -140,6 +151,7 @@ class NbdServer:
             log.exception("nbd connection failed")
         finally:
             self._connections.discard(task)
+            self._serving.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
