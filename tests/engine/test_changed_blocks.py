@@ -127,3 +127,13 @@ def test_incremental_from_the_record_equals_a_content_comparison(tmp_path: Path)
         assert sha256(restored) == sha256(image)
     finally:
         volume.close()
+
+
+def test_shutdown_while_a_backup_holds_a_capture_is_not_clean(tmp_path: Path) -> None:
+    image = tmp_path / "vol.img"
+    record = fresh(tmp_path)
+    record.take().commit("b1")
+    record.mark(0, G)
+    record.take()  # a backup is running and has not finished when the server stops
+    record.close()
+    assert not ChangedBlocks.open(image, SIZE).trusted
