@@ -65,7 +65,12 @@ def serve_ocibv(image: str, port: int) -> None:
         await server.close()
         volume.close()
 
-    asyncio.run(main())
+    if os.environ.get("OCIBV_BENCH_LOOP", "uvloop") == "uvloop":
+        import uvloop  # what `ocibv serve` runs on (uvicorn's default when installed)
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def start_server(kind: str, image: Path, port: int) -> subprocess.Popen[bytes]:
