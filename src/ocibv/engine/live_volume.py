@@ -98,7 +98,7 @@ class LiveVolume:
         if self.changed is not None:
             self.changed.mark(offset, length)
 
-    def write(self, offset: int, data: bytes, *, fua: bool = False) -> None:
+    def write(self, offset: int, data: bytes | bytearray, *, fua: bool = False) -> None:
         with self.gate.writing():
             self._before(offset, len(data), fills=True)
             view = memoryview(data)

@@ -33,7 +33,7 @@ class Export(Protocol):
         the page cache), else None. Called on the event loop: it must never block."""
         ...
 
-    def write(self, offset: int, data: bytes, *, fua: bool = False) -> None:
+    def write(self, offset: int, data: bytes | bytearray, *, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable on return."""
         ...
 
