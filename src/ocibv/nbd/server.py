@@ -24,14 +24,16 @@ from typing import TypeVar, cast
 
 from ocibv.nbd.exports import Exports
 from ocibv.nbd.handshake import Disconnect, Negotiator, Session
-from ocibv.nbd.transmission import Transmission
+from ocibv.nbd.transmission import Budget, Transmission
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10809
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 64
+"""Bounds memory against hostile clients: each may hold a 1 MiB staging buffer and one
+partly received WRITE payload (at most 32 MiB) beyond the in-flight budgets."""
 CLOSE_TIMEOUT = 5.0
 """Seconds a closing connection may take to flush its last replies."""
 STREAM_LIMIT = 256 * 1024
@@ -70,6 +72,7 @@ class NbdServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._serving: dict[asyncio.Task[None], str] = {}  # connection -> export name
+        self._budget = Budget()
 
     @property
     def port(self) -> int:
@@ -144,7 +147,7 @@ class NbdServer:
     ) -> None:
         """Hand the connection to a ``Transmission`` protocol until it is over. Cancelled
         (``disconnect``, ``close``): stop reading, answer what is in flight, then end."""
-        transmission = Transmission(self, session)
+        transmission = Transmission(self, session, self._budget)
         # Bytes the client sent right after its GO are already in the stream's buffer
         # (a private attribute, stable across Python versions); they are its first requests.
         leftover = bytes(getattr(reader, "_buffer", b""))

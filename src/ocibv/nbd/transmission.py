@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 INFLIGHT_BYTES = 64 * 1024 * 1024
 """Payload bytes (READ replies and WRITE data) one connection may have in flight."""
+SERVER_INFLIGHT_BYTES = 256 * 1024 * 1024
+"""The same, summed over every connection of a server."""
 STAGING_BYTES = 1024 * 1024
 """Staging buffer: many small requests per ``recv``; larger payloads bypass it."""
 DIRECT_PAYLOAD = 64 * 1024
@@ -66,12 +68,28 @@ def _nbd_errno(exc: OSError) -> int:
     return p.EIO
 
 
+class Budget:
+    """Payload bytes in flight across a server's connections. A connection over budget
+    stops reading at its next request boundary and is resumed when bytes are released."""
+
+    def __init__(self, limit: int = SERVER_INFLIGHT_BYTES) -> None:
+        self.limit, self.used = limit, 0
+        self.waiting: set[Transmission] = set()
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        if self.used < self.limit:
+            for waiter in list(self.waiting):
+                waiter._flow()
+
+
 class Transmission(asyncio.BufferedProtocol):
     """Serves one negotiated session; ``finished`` resolves when the connection is over
     (DISC answered, a framing error, or the client gone) and every request was answered."""
 
-    def __init__(self, server: NbdServer, session: Session) -> None:
+    def __init__(self, server: NbdServer, session: Session, budget: Budget) -> None:
         self.server, self.session, self.export = server, session, session.export
+        self.budget = budget
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.finished: asyncio.Future[None] = self.loop.create_future()
@@ -128,7 +146,7 @@ class Transmission(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         self._stop()
-        return False
+        return True  # half-closed: still answer what was asked (the server closes after)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -148,7 +166,17 @@ class Transmission(asyncio.BufferedProtocol):
 
     def _flow(self) -> None:
         """Read from the socket only while the client is within its budget."""
-        want = not self._closing and not self._write_paused and self._inflight < INFLIGHT_BYTES
+        server_full = self.budget.used >= self.budget.limit
+        if server_full and not self._closing:
+            self.budget.waiting.add(self)
+        else:
+            self.budget.waiting.discard(self)
+        want = (
+            not self._closing
+            and not self._write_paused
+            and self._inflight < INFLIGHT_BYTES
+            and not server_full
+        )
         if self.transport is None or want == self._reading:
             return
         self._reading = want
@@ -169,8 +197,7 @@ class Transmission(asyncio.BufferedProtocol):
             request = p.Request(*fields)
             self._start += p.REQUEST.size
             if request.type == p.CMD_DISC:
-                self._closing = True
-                self._stop()
+                self._fatal("client disconnected")  # stops reading; answers what is in flight
                 return
             if request.type != p.CMD_WRITE:
                 self._dispatch(request, None)
@@ -211,7 +238,7 @@ class Transmission(asyncio.BufferedProtocol):
         self._fatal(reason)
 
     def _fatal(self, reason: str) -> None:
-        log.info("nbd %s: disconnecting: %s", self.session.export_name, reason)
+        log.debug("nbd %s: disconnecting: %s", self.session.export_name, reason)
         self._closing = True
         if self.transport is not None:
             self.transport.pause_reading()
@@ -220,6 +247,7 @@ class Transmission(asyncio.BufferedProtocol):
     def _stop(self) -> None:
         """No more requests: once every one in flight is answered, the connection is over."""
         self._closing = True
+        self.budget.waiting.discard(self)
         if self._settler is not None:
             return
 
@@ -236,12 +264,14 @@ class Transmission(asyncio.BufferedProtocol):
 
     def _hold(self, n: int) -> int:
         self._inflight += n
+        self.budget.used += n
         self._flow()
         return n
 
     def _release(self, n: int) -> None:
         if n:
             self._inflight -= n
+            self.budget.release(n)
             self._flow()
 
     def _send(self, *parts: bytes | bytearray | memoryview) -> None:
