@@ -39,6 +39,7 @@ test: setup lint
 bench: setup
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/nbd.py
 
 clean:
 	rm -rf $(VENV) .ocibv .pytest_cache .mypy_cache .ruff_cache
