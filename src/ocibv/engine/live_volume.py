@@ -113,7 +113,9 @@ class LiveVolume:
 
     def zero(self, offset: int, length: int, *, may_trim: bool, fua: bool = False) -> None:
         with self.gate.writing():
-            self._before(offset, length, fills=not may_trim)
+            # The range reads as zeros afterwards either way: a block that was a hole at the
+            # point in time needs no preserving, even when zeroing allocates it.
+            self._before(offset, length, fills=False)
             keep = _FALLOC_FL_KEEP_SIZE
             punched = may_trim and _fallocate(self.fd, keep | _FALLOC_FL_PUNCH_HOLE, offset, length)
             if not punched and not _fallocate(

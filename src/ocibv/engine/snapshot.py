@@ -21,7 +21,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,14 +105,14 @@ class PointInTime:
     def before_write(self, offset: int, length: int, *, fills: bool) -> None:
         """Writer hook: preserve the point-in-time bytes of every block of ``[offset,
         offset+length)`` the backup has not read yet. ``fills`` is False for trims and
-        zeroing, which leave holes as holes: those blocks need nothing."""
+        zeroing, after which the range reads as zeros: blocks that are holes need nothing."""
         if length <= 0:
             return
         first = offset // self.block
         last = min(offset + length, self.size) - 1
         if last < offset:
             return
-        blocks: Sequence[int] = range(first, last // self.block + 1)
+        blocks: Iterable[int] = range(first, last // self.block + 1)
         if not fills:
             blocks = self._data_blocks(first, last // self.block)
         with self._lock:
@@ -120,9 +120,9 @@ class PointInTime:
                 if index not in self._state:
                     self._preserve(index)
 
-    def _data_blocks(self, first: int, last: int) -> list[int]:
-        """Blocks in ``first..last`` that may hold data (SEEK_DATA); a hole stays a hole."""
-        out: list[int] = []
+    def _data_blocks(self, first: int, last: int) -> Iterator[int]:
+        """Blocks in ``first..last`` that may hold data (SEEK_DATA); a hole stays a hole.
+        Lazy: a whole-device discard (mkfs) must not build a list of every block."""
         pos, end = first * self.block, min((last + 1) * self.block, self.size)
         while pos < end:
             try:
@@ -132,9 +132,8 @@ class PointInTime:
             if start >= end:
                 break
             stop = min(os.lseek(self.fd, start, os.SEEK_HOLE), end)
-            out.extend(range(max(start // self.block, first), (stop - 1) // self.block + 1))
+            yield from range(max(start // self.block, first), (stop - 1) // self.block + 1)
             pos = stop
-        return out
 
     def _preserve(self, index: int) -> None:
         start = index * self.block
