@@ -392,17 +392,21 @@ class Transmission(asyncio.BufferedProtocol):
     def _writes_done(
         self, outcomes: list[Outcome[tuple[p.Request, int, bytearray | None]]]
     ) -> None:
-        """Reply to a batch of finished queued commands (on the loop)."""
+        """Reply to a batch of finished queued commands (on the loop), in one socket write."""
+        replies: list[bytes] = []
+        released = 0
         for (r, held, payload), exc in outcomes:
             self._recycle(payload)
+            released += held
             if exc is None:
-                self._send(self._done_bytes(r))
+                replies.append(self._done_bytes(r))
             elif isinstance(exc, OSError):
                 log.warning("nbd %s: command %d failed: %s", self.session.export_name, r.type, exc)
-                self._send(self._error_bytes(r, _nbd_errno(exc), str(exc)))
+                replies.append(self._error_bytes(r, _nbd_errno(exc), str(exc)))
             else:
                 log.error(
                     "nbd %s: command %d failed", self.session.export_name, r.type, exc_info=exc
                 )
-                self._send(self._error_bytes(r, p.EIO, "internal error"))
-            self._release(held)
+                replies.append(self._error_bytes(r, p.EIO, "internal error"))
+        self._send(b"".join(replies))
+        self._release(released)
