@@ -7,8 +7,11 @@ Concepts:
   ``ExportTable`` is the attach/detach seam (``add(name, export)`` / ``remove(name)``).
   ``ocibv.engine.live_volume.LiveVolume`` is the export of a volume image.
 - ``handshake``: option haggling up to the transmission phase, STARTTLS included.
-- ``NbdServer`` (``server``): the asyncio listener and transmission phase; export I/O runs in
-  a thread pool.
+- ``Transmission`` (``transmission``): the transmission phase of one connection, an asyncio
+  buffered protocol; ``requests`` validates requests; ``WriteQueue`` runs a connection's
+  writes in order, batched, in the thread pool.
+- ``NbdServer`` (``server``): the asyncio listener; owns the thread pool and the server-wide
+  in-flight budget; ``disconnect(name)`` ends the connections of a detached export.
 """
 
 from ocibv.nbd.exports import Export, Exports, ExportTable

@@ -17,7 +17,6 @@ full, the protocol stops reading from the socket until it drains.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ocibv.nbd import protocol as p
 from ocibv.nbd.handshake import BASE_ALLOCATION_ID, Session
+from ocibv.nbd.requests import QUEUED, check_request, nbd_errno, nothing
 from ocibv.nbd.write_queue import Outcome, WriteQueue
 
 if TYPE_CHECKING:
@@ -41,31 +41,6 @@ STAGING_BYTES = 1024 * 1024
 DIRECT_PAYLOAD = 64 * 1024
 """WRITE payloads at least this large are received straight into their own buffer."""
 FREE_BUFFERS = 16
-
-# Flags each command accepts (FUA is valid on every command per the protocol).
-_ALLOWED_FLAGS = {
-    p.CMD_READ: p.CMD_FLAG_FUA | p.CMD_FLAG_DF,
-    p.CMD_WRITE: p.CMD_FLAG_FUA,
-    p.CMD_DISC: p.CMD_FLAG_FUA,
-    p.CMD_FLUSH: p.CMD_FLAG_FUA,
-    p.CMD_TRIM: p.CMD_FLAG_FUA,
-    p.CMD_WRITE_ZEROES: p.CMD_FLAG_FUA | p.CMD_FLAG_NO_HOLE,
-    p.CMD_BLOCK_STATUS: p.CMD_FLAG_FUA | p.CMD_FLAG_REQ_ONE,
-}
-_WRITING = (p.CMD_WRITE, p.CMD_TRIM, p.CMD_WRITE_ZEROES)
-_QUEUED = (*_WRITING, p.CMD_FLUSH)
-
-
-def _nothing() -> None:
-    pass
-
-
-def _nbd_errno(exc: OSError) -> int:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return p.ENOSPC
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return p.EPERM
-    return p.EIO
 
 
 class Budget:
@@ -298,35 +273,13 @@ class Transmission(asyncio.BufferedProtocol):
         else:
             self._send(p.simple_reply(r.cookie), payload)
 
-    def _check(self, r: p.Request) -> tuple[int, str] | None:
-        """The protocol error for a well-framed request this server refuses, or None."""
-        if r.type not in _ALLOWED_FLAGS:
-            return p.EINVAL, f"unknown command {r.type}"
-        if r.flags & ~_ALLOWED_FLAGS[r.type]:
-            return p.EINVAL, f"flags {r.flags:#x} not valid for command {r.type}"
-        if r.type in _WRITING and self.export.read_only:
-            return p.EPERM, "read-only export"
-        if r.type == p.CMD_FLUSH:
-            return None
-        if r.type == p.CMD_READ and r.length > p.MAX_PAYLOAD:
-            return p.EINVAL, f"read of {r.length} bytes exceeds {p.MAX_PAYLOAD}"
-        if r.offset + r.length > self.export.size:
-            beyond = p.ENOSPC if r.type in (p.CMD_WRITE, p.CMD_WRITE_ZEROES) else p.EINVAL
-            return beyond, "request beyond the end of the export"
-        if r.type == p.CMD_BLOCK_STATUS:
-            if not self.session.base_allocation:
-                return p.EINVAL, "no metadata context negotiated"
-            if r.length == 0:
-                return p.EINVAL, "empty block status request"
-        return None
-
     def _dispatch(self, r: p.Request, payload: bytearray | None) -> None:
-        refusal = self._check(r)
+        refusal = check_request(r, self.export, self.session)
         if refusal is not None:
             self._send(self._error_bytes(r, *refusal))
             self._recycle(payload)
             return
-        if r.type in _QUEUED:
+        if r.type in QUEUED:
             self._queue(r, payload)
         elif r.type == p.CMD_READ and not r.length:
             self._send(self._done_bytes(r))
@@ -366,7 +319,7 @@ class Transmission(asyncio.BufferedProtocol):
                 self._send(p.block_status_chunk(r.cookie, BASE_ALLOCATION_ID, described))
         except OSError as exc:
             log.warning("nbd %s: command %d failed: %s", self.session.export_name, r.type, exc)
-            self._send(self._error_bytes(r, _nbd_errno(exc), str(exc)))
+            self._send(self._error_bytes(r, nbd_errno(exc), str(exc)))
         finally:
             self._release(held)
 
@@ -386,7 +339,7 @@ class Transmission(asyncio.BufferedProtocol):
             may_trim = not r.flags & p.CMD_FLAG_NO_HOLE
             job = functools.partial(export.zero, r.offset, r.length, may_trim=may_trim, fua=fua)
         if r.type != p.CMD_FLUSH and not r.length:
-            job = _nothing
+            job = nothing
         self.writes.submit((r, held, payload), job)
 
     def _writes_done(
@@ -402,7 +355,7 @@ class Transmission(asyncio.BufferedProtocol):
                 replies.append(self._done_bytes(r))
             elif isinstance(exc, OSError):
                 log.warning("nbd %s: command %d failed: %s", self.session.export_name, r.type, exc)
-                replies.append(self._error_bytes(r, _nbd_errno(exc), str(exc)))
+                replies.append(self._error_bytes(r, nbd_errno(exc), str(exc)))
             else:
                 log.error(
                     "nbd %s: command %d failed", self.session.export_name, r.type, exc_info=exc
