@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -46,4 +47,6 @@ def test_serve_listens_for_nbd_and_refuses_plain_nbd_off_loopback(tmp_path: Path
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"NBD data plane on nbd://127.0.0.1:{nbd_port}/" in out
+    server_json = json.loads((tmp_path / "b" / "server.json").read_text())
+    assert server_json["nbd"] == f"nbd://127.0.0.1:{nbd_port}"
     assert proc.returncode == 0, out

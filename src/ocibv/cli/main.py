@@ -68,11 +68,17 @@ def serve(
         fail(
             f"--nbd-host {nbd_host} is not loopback: NBD has no authentication, give --nbd-tls-cert"
         )
+    # Volumes are attached by adding to this table (the seam for `ocibv volume attach`):
+    # exports.add(name, LiveVolume(image_path)); on detach exports.remove(name), then
+    # nbd.disconnect(name) and close the LiveVolume.
+    exports = ExportTable()
+    nbd = NbdServer(exports, host=nbd_host, port=nbd_port, tls=tls)
     services = open_services(data_dir, host=host, port=port)
     principal = ensure_bootstrapped(services)
     settings = services.settings
+    # "nbd" is the URI prefix of attached volumes: "<nbd>/<export name>".
     (settings.data_dir / "server.json").write_text(
-        json.dumps({"endpoint": f"http://{host}:{port}"})
+        json.dumps({"endpoint": f"http://{host}:{port}", "nbd": nbd.uri("").rstrip("/")})
     )
     if principal is not None:
         click.echo(f"ocibv: created tenancy {principal.tenancy_id}")
@@ -85,11 +91,6 @@ def serve(
     config = uvicorn.Config(
         create_app(services), host=host, port=port, log_level="warning", access_log=False
     )
-    # Volumes are attached by adding to this table (the seam for `ocibv volume attach`):
-    # exports.add(name, LiveVolume(image_path)); on detach exports.remove(name), then
-    # nbd.disconnect(name) and close the LiveVolume.
-    exports = ExportTable()
-    nbd = NbdServer(exports, host=nbd_host, port=nbd_port, tls=tls)
 
     async def run_servers() -> None:
         await nbd.start()
