@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tests.nbd.helpers import run
 
+OCIBV = str(Path(sys.executable).parent / "ocibv")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -19,34 +21,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve(data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [OCIBV, "serve", "--data-dir", str(data_dir), "--port", str(free_port()), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OCIBV_NBD_PORT": "0"},
+    )  # fmt: skip
+
+
 def test_serve_listens_for_nbd_and_refuses_plain_nbd_off_loopback(tmp_path: Path) -> None:
-    ocibv = str(Path(sys.executable).parent / "ocibv")
     refused = subprocess.run(
-        [ocibv, "serve", "--data-dir", str(tmp_path / "a"), "--nbd-host", "0.0.0.0"],
+        [OCIBV, "serve", "--data-dir", str(tmp_path / "a"), "--nbd-host", "0.0.0.0"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert refused.returncode != 0 and "not loopback" in refused.stderr
-    nbd_port = free_port()
-    proc = subprocess.Popen(
-        [ocibv, "serve", "--data-dir", str(tmp_path / "b"), "--port", str(free_port()),
-         "--nbd-port", str(nbd_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "OCIBV_GC_INTERVAL_SECONDS": "3600"},
-    )  # fmt: skip
+    proc = serve(tmp_path / "b")
     try:
+        server_json = tmp_path / "b" / "server.json"
         deadline = time.monotonic() + 60
-        listed = None
         while time.monotonic() < deadline:
-            listed = run("nbdinfo", "--list", f"nbd://127.0.0.1:{nbd_port}")
-            if listed.returncode == 0:
+            if server_json.exists() and "nbd" in json.loads(server_json.read_text() or "{}"):
                 break
-            time.sleep(0.2)
-        assert listed is not None and listed.returncode == 0, listed.stderr if listed else ""
+            time.sleep(0.1)
+        prefix = json.loads(server_json.read_text())["nbd"]
+        port = int(prefix.rsplit(":", 1)[1])
+        assert prefix == f"nbd://127.0.0.1:{port}" and port != 0
+        listed = run("nbdinfo", "--list", prefix)
+        assert listed.returncode == 0, listed.stderr
         assert "export=" not in listed.stdout  # nothing attached yet
+        # Another server on the same NBD port fails clearly instead of half-starting.
+        clash = serve(tmp_path / "c", "--nbd-port", str(port))
+        out, _ = clash.communicate(timeout=60)
+        assert clash.returncode != 0 and "cannot listen for NBD" in out
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    assert f"NBD data plane on nbd://127.0.0.1:{nbd_port}/" in out
-    server_json = json.loads((tmp_path / "b" / "server.json").read_text())
-    assert server_json["nbd"] == f"nbd://127.0.0.1:{nbd_port}"
+    assert f"NBD data plane on {prefix}/" in out
     assert proc.returncode == 0, out

@@ -76,10 +76,8 @@ def serve(
     services = open_services(data_dir, host=host, port=port)
     principal = ensure_bootstrapped(services)
     settings = services.settings
-    # "nbd" is the URI prefix of attached volumes: "<nbd>/<export name>".
-    (settings.data_dir / "server.json").write_text(
-        json.dumps({"endpoint": f"http://{host}:{port}", "nbd": nbd.uri("").rstrip("/")})
-    )
+    server_file = settings.data_dir / "server.json"
+    server_file.write_text(json.dumps({"endpoint": f"http://{host}:{port}"}))
     if principal is not None:
         click.echo(f"ocibv: created tenancy {principal.tenancy_id}")
         click.echo(f"ocibv: admin user {principal.user_id}, key {principal.fingerprint}")
@@ -93,7 +91,15 @@ def serve(
     )
 
     async def run_servers() -> None:
-        await nbd.start()
+        try:
+            await nbd.start()
+        except OSError as exc:
+            fail(f"cannot listen for NBD on {nbd_host}:{nbd_port} ({exc}); see --nbd-port")
+        # "nbd" is the URI prefix of attached volumes, "<nbd>/<export name>" (port 0 binds
+        # a free port: known only now).
+        server_file.write_text(
+            json.dumps({"endpoint": f"http://{host}:{port}", "nbd": nbd.uri("").rstrip("/")})
+        )
         click.echo(f"ocibv: NBD data plane on {nbd.uri('<export>')}")
         sys.stdout.flush()
         try:
