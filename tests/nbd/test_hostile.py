@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def served(tmp_path: Path) -> Iterator[RunningServer]:
     volume.close()
     assert image.stat().st_size == SIZE
     assert (tmp_path / "neighbour").read_bytes() == b"keep" * 1024
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
 
 def healthy(server: RunningServer) -> None:
@@ -219,3 +227,26 @@ def test_hostile_clients_do_not_disturb_a_concurrent_copy(
             t.join()
     assert copied.returncode == 0, copied.stderr
     assert compared.returncode == 0, compared.stdout
+
+
+def test_a_client_that_never_reads_replies_is_throttled_alone(served: RunningServer) -> None:
+    greedy = RawClient(served.port)
+    greedy.start()
+    greedy.go("vol")
+    # 16 MiB of READ headers asking for 32 GiB: more than any socket buffers hold.
+    one = p.REQUEST.pack(p.REQUEST_MAGIC, 0, p.CMD_READ, 1, 0, 64 * 1024)
+    burst = one * (16 * MIB // len(one))
+    greedy.sock.setblocking(False)
+    sent = 0
+    rss_before = rss_bytes()  # the server runs in this process
+    deadline = time.monotonic() + 2
+    while sent < len(burst) and time.monotonic() < deadline:  # until the server stops reading
+        try:
+            sent += greedy.sock.send(burst[sent:])
+        except BlockingIOError:
+            time.sleep(0.01)
+    assert sent < len(burst)  # the server stopped reading from it...
+    assert rss_bytes() - rss_before < 256 * MIB  # ...rather than buffer replies it won't read
+    healthy(served)
+    greedy.close()
+    healthy(served)
