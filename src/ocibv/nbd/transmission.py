@@ -98,6 +98,8 @@ class Transmission(asyncio.BufferedProtocol):
         self._parse()
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._closing:  # bytes after DISC or a fatal error are dropped, never parsed
+            return memoryview(self._stage)[: min(len(self._stage), 65536)]
         if self._payload is not None:
             return memoryview(self._payload)[self._payload_pos :]
         if self._end == len(self._stage):  # compact: move the unparsed tail to the front
@@ -107,6 +109,8 @@ class Transmission(asyncio.BufferedProtocol):
         return memoryview(self._stage)[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._closing:
+            return  # landed in the scratch area get_buffer gave out
         if self._payload is not None:
             self._payload_pos += nbytes
             if self._payload_pos < len(self._payload):
