@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := qemu-img:qemu-utils nbdcopy:libnbd-bin restic:restic borg:borgbackup wrk:wrk
+DEBIAN_PACKAGES := qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy:libnbd-bin nbdinfo:libnbd-bin fio:fio restic:restic borg:borgbackup wrk:wrk
 
 .PHONY: setup run test fuzz lint bench clean debian-packages
 
@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/nbd.py
 
 clean:
 	rm -rf $(VENV) .ocibv .pytest_cache .mypy_cache .ruff_cache

@@ -49,7 +49,7 @@ def start_servers(data: Path, count: int, env: dict[str, str]) -> list[tuple[int
         log = open(data.parent / f"serve-{n}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [OCIBV, "serve", "--data-dir", str(data), "--port", str(port), "--log-level",
-             "warning"], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+             "warning", "--nbd-port", "0"], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
         wait_port(port)
         procs.append((port, proc))
     return procs

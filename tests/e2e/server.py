@@ -49,6 +49,7 @@ class Server:
             OCI_CLI_ENDPOINT=self.endpoint,
             OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING="True",
             SUPPRESS_LABEL_WARNING="True",
+            OCIBV_NBD_PORT="0",  # any free port: several servers (and test runs) at once
         )
         env.update(self.env)
         return env

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
-import sys
-import threading
 from pathlib import Path
 
 import click
@@ -15,79 +11,16 @@ from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
 from ocibv.cli.clock import clock
 from ocibv.cli.common import OcibvGroup, data_dir_option, fail, open_services
 from ocibv.cli.db import db
+from ocibv.cli.serve import serve
 from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
-from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from ocibv.config import Settings
 from ocibv.domain.errors import OciError
 
 
 @click.group(cls=OcibvGroup)
 def main() -> None:
     """ocibv: the OCI Block Volume service, self-hosted."""
-
-
-@main.command()
-@data_dir_option
-@click.option("--host", default=DEFAULT_HOST, show_default=True, envvar="OCIBV_HOST")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="OCIBV_PORT")
-@click.option("--log-level", default="info", show_default=True)
-@click.option(
-    "--role",
-    type=click.Choice(["all", "api", "worker"]),
-    default="all",
-    show_default=True,
-    envvar="OCIBV_ROLE",
-    help="api: answer requests only; worker: run jobs and periodic work only; all: both.",
-)
-def serve(data_dir: Path, host: str, port: int, log_level: str, role: str) -> None:
-    """Start the API server and its job workers on HOST:PORT (or one of the two: --role)."""
-    import uvicorn
-
-    from ocibv.api.app import create_app
-    from ocibv.api.protocol import OciHttpToolsProtocol
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    services = open_services(data_dir, host=host, port=port)
-    principal = ensure_bootstrapped(services)
-    settings = services.settings
-    if principal is not None:
-        click.echo(f"ocibv: created tenancy {principal.tenancy_id}")
-        click.echo(f"ocibv: admin user {principal.user_id}, key {principal.fingerprint}")
-    if role == "worker":
-        click.echo(f"ocibv: running jobs and periodic work for {settings.data_dir}")
-    else:
-        (settings.data_dir / "server.json").write_text(
-            json.dumps({"endpoint": f"http://{host}:{port}"})
-        )
-        click.echo(f"ocibv: serving http://{host}:{port} from {settings.data_dir}")
-        click.echo("ocibv: point the oci CLI at it with:")
-        for line in env_lines(settings):
-            click.echo(f"  {line}")
-    sys.stdout.flush()
-    services.start(workers=role != "api")
-    try:
-        if role == "worker":
-            _wait_for_stop()
-        else:
-            uvicorn.run(
-                create_app(services),
-                host=host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                http=OciHttpToolsProtocol,
-            )
-    finally:
-        services.stop()
-
-
-def _wait_for_stop() -> None:
-    """Block until SIGTERM or SIGINT (a worker-only process has no server loop)."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(3600):
-        pass
 
 
 @main.command()
@@ -145,5 +78,5 @@ def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-for command in (volume, jobs, gc, scrub, recover, clock, db):
+for command in (serve, volume, jobs, gc, scrub, recover, clock, db):
     main.add_command(command)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore
 from ocibv.engine.errors import IntegrityError, VolumeImageError
@@ -44,6 +45,22 @@ __all__ = [
 
 Progress = Callable[[int, int], None]
 
+
+class SnapshotSource(Protocol):
+    """A point-in-time view of a live image (``ocibv.engine.snapshot.PointInTime``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, offset: int, length: int) -> bytes:
+        """The point-in-time bytes of ``[offset, offset+length)``."""
+        ...
+
+    def data_extents(self) -> list[tuple[int, int]]:
+        """Sorted ``(offset, length)`` regions that may hold point-in-time data."""
+        ...
+
+
 # Threads per requested worker: part of each chunk's time is spent waiting for I/O (fsync of
 # new chunks, page-cache copies), so a few more threads than cores keep the cores busy.
 THREADS_PER_WORKER = 4
@@ -61,10 +78,13 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _allocated_chunks(fd: int, size: int, chunk_size: int) -> Iterator[int]:
+def _allocated_chunks(
+    fd: int, size: int, chunk_size: int, snapshot: SnapshotSource | None = None
+) -> Iterator[int]:
     """Indices of the chunks that overlap a data extent (holes are never read)."""
     next_index = 0
-    for start, length in iter_data_extents(fd, size):
+    extents = snapshot.data_extents() if snapshot is not None else iter_data_extents(fd, size)
+    for start, length in extents:
         first = max(start // chunk_size, next_index)
         last = (start + length - 1) // chunk_size
         yield from range(first, last + 1)
@@ -86,8 +106,11 @@ def _changed_chunks(ranges: Iterable[tuple[int, int]], size: int, chunk_size: in
 class _ImageReader:
     """Reads chunk ``index`` of an open image; turns short reads into VolumeImageError."""
 
-    def __init__(self, fd: int, size: int, chunk_size: int) -> None:
+    def __init__(
+        self, fd: int, size: int, chunk_size: int, snapshot: SnapshotSource | None = None
+    ) -> None:
         self.fd, self.size, self.chunk_size = fd, size, chunk_size
+        self.snapshot = snapshot
         self._zero = bytes(chunk_size)
 
     def slot_size(self, index: int) -> int:
@@ -96,7 +119,10 @@ class _ImageReader:
     def read(self, index: int) -> bytes | None:
         """The chunk's bytes, or None when they are all zeros."""
         n = self.slot_size(index)
-        data = os.pread(self.fd, n, index * self.chunk_size)
+        if self.snapshot is not None:
+            data = self.snapshot.read(index * self.chunk_size, n)
+        else:
+            data = os.pread(self.fd, n, index * self.chunk_size)
         if len(data) != n:
             raise VolumeImageError(f"short read of chunk {index}: image changed size")
         # bytes == bytes runs at memory speed; a memoryview compare would be ~60x slower.
@@ -141,6 +167,7 @@ def backup_volume(
     workers: int = 2,
     group_backup_id: str | None = None,
     created_at: str | None = None,
+    snapshot: SnapshotSource | None = None,
 ) -> Manifest:
     """Back up the image at ``image_path`` (a stable snapshot) and return its saved manifest.
 
@@ -154,6 +181,12 @@ def backup_volume(
     the calling thread. Chunks are durable (``backend.sync()``) before the manifest is
     saved, and the manifest is saved durably last: on any exception no manifest exists
     (chunks already stored stay until garbage collection).
+
+    With ``snapshot`` (a point-in-time view of the live image at ``image_path``, see
+    ``ocibv.engine.snapshot``) every byte is read through it, so writers may keep writing
+    to the image during the backup. Each chunk is then read once: the seal's re-read of a
+    chunk that garbage collection removed mid-backup fails (VolumeImageError) instead of
+    storing bytes newer than the point in time.
     """
     validate_id(backup_id)
     if chunk_size <= 0 or workers <= 0:
@@ -164,8 +197,8 @@ def backup_volume(
         raise VolumeImageError(f"cannot open volume image {image_path}: {exc}") from exc
     full = backup_type == BackupType.FULL
     try:
-        size = os.fstat(fd).st_size
-        reader = _ImageReader(fd, size, chunk_size)
+        size = snapshot.size if snapshot is not None else os.fstat(fd).st_size
+        reader = _ImageReader(fd, size, chunk_size, snapshot)
         entries: dict[int, ChunkEntry] = {}
         seam = (
             changed_ranges is not None
@@ -187,8 +220,10 @@ def backup_volume(
             indices: Iterable[int] = to_read
             total = sum(reader.slot_size(i) for i in to_read)
         else:
-            indices = _allocated_chunks(fd, size, chunk_size)
-            total = sum(reader.slot_size(i) for i in _allocated_chunks(fd, size, chunk_size))
+            indices = _allocated_chunks(fd, size, chunk_size, snapshot)
+            total = sum(
+                reader.slot_size(i) for i in _allocated_chunks(fd, size, chunk_size, snapshot)
+            )
 
         def read_and_store(batch: list[int]) -> list[tuple[int, ChunkEntry | None]]:
             out: list[tuple[int, ChunkEntry | None]] = []

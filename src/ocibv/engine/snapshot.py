@@ -1,0 +1,270 @@
+"""Point-in-time views of live volume images by copy-before-write, for group backups.
+
+``begin_group`` holds the writers of every member volume (``WriteGate``) only while it
+fixes the point in time: it installs a ``PointInTime`` on each image and takes each
+volume's changed-block record, then lets the writers go. From then on every writer calls
+``PointInTime.before_write`` before it changes a range: a 64 KiB block the backup has not
+read yet has its old bytes copied to a preserve file beside the image first. The backup
+reads through ``PointInTime.read``, which returns the point-in-time bytes; a block it has
+read needs no preserving afterwards. ``GroupSnapshot.end`` detaches the views and deletes
+the preserve files.
+
+The image is only ever written by the writers themselves, so it always holds the live,
+correct data: a crash mid-backup loses nothing but the backup. Preserve files are unlinked
+as soon as they are opened (they vanish with the process), and ``discard_stale`` removes
+any a crash could leave under another file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ocibv.engine.changed_blocks import Capture
+from ocibv.engine.errors import VolumeImageError
+
+if TYPE_CHECKING:
+    from ocibv.engine.live_volume import LiveVolume
+
+BLOCK = 64 * 1024
+"""Copy-before-write granularity: the changed-block granularity, a divisor of every chunk."""
+_ZERO = -1  # the block read as zeros at the point in time; nothing stored
+_READ = -2  # the backup has read the block; later writes need not preserve it
+_BEGIN_LOCK = threading.Lock()  # one point in time is fixed at a time: gates close in order
+
+
+class WriteGate:
+    """Counts writers in flight; ``close`` waits for them and holds new ones until ``open``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._closed)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._closed)
+            self._closed = True
+            self._cond.wait_for(lambda: self._active == 0)
+
+    def open(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._cond.notify_all()
+
+
+def preserve_prefix(image_path: Path) -> str:
+    return image_path.name + ".cow-"
+
+
+def discard_stale(image_path: Path) -> None:
+    """Remove preserve files a crash left beside ``image_path`` (call before attaching)."""
+    for stale in image_path.parent.glob(preserve_prefix(image_path) + "*"):
+        stale.unlink(missing_ok=True)
+
+
+class PointInTime:
+    """The bytes of one image as they were when the view was created.
+
+    Invariant: a block with no entry in the state table has not been written since the
+    point in time (every writer calls ``before_write`` first, which records an entry under
+    the lock before the write starts), so the image still holds its point-in-time bytes.
+    """
+
+    def __init__(self, fd: int, size: int, image_path: Path, block: int = BLOCK) -> None:
+        self.fd, self.size, self.block = fd, size, block
+        path = image_path.with_name(preserve_prefix(image_path) + uuid.uuid4().hex[:12])
+        self._pfd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.unlink(path)  # the data dies with the descriptor, even in a crash
+        self._lock = threading.Lock()
+        self._state: dict[int, int] = {}  # block -> preserve-file offset, _ZERO or _READ
+        self._end = 0
+        self.preserved_bytes = 0
+
+    def close(self) -> None:
+        """Free the preserved data."""
+        os.close(self._pfd)
+
+    def before_write(self, offset: int, length: int, *, fills: bool) -> None:
+        """Writer hook: preserve the point-in-time bytes of every block of ``[offset,
+        offset+length)`` the backup has not read yet. ``fills`` is False for trims and
+        zeroing, after which the range reads as zeros: blocks that are holes need nothing."""
+        if length <= 0:
+            return
+        first = offset // self.block
+        last = min(offset + length, self.size) - 1
+        if last < offset:
+            return
+        blocks: Iterable[int] = range(first, last // self.block + 1)
+        if not fills:
+            blocks = self._data_blocks(first, last // self.block)
+        with self._lock:
+            for index in blocks:
+                if index not in self._state:
+                    self._preserve(index)
+
+    def _data_blocks(self, first: int, last: int) -> Iterator[int]:
+        """Blocks in ``first..last`` that may hold data (SEEK_DATA); a hole stays a hole.
+        Lazy: a whole-device discard (mkfs) must not build a list of every block."""
+        pos, end = first * self.block, min((last + 1) * self.block, self.size)
+        while pos < end:
+            try:
+                start = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError:
+                break  # ENXIO: no data past pos
+            if start >= end:
+                break
+            stop = min(os.lseek(self.fd, start, os.SEEK_HOLE), end)
+            yield from range(max(start // self.block, first), (stop - 1) // self.block + 1)
+            pos = stop
+
+    def _preserve(self, index: int) -> None:
+        start = index * self.block
+        n = min(self.block, self.size - start)
+        data = os.pread(self.fd, n, start)
+        if data.count(0) == len(data):
+            self._state[index] = _ZERO
+            return
+        written = 0
+        while written < n:
+            written += os.pwrite(self._pfd, memoryview(data)[written:], self._end + written)
+        self._state[index] = self._end
+        self._end += n
+        self.preserved_bytes += n
+
+    def read(self, offset: int, length: int) -> bytes:
+        """The point-in-time bytes of ``[offset, offset+length)`` (within ``size``). Blocks
+        read whole are marked read: reading one of those again raises VolumeImageError,
+        because writers may since have changed it without preserving it."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise VolumeImageError(f"snapshot read [{offset}, +{length}) beyond {self.size}")
+        data = bytearray(os.pread(self.fd, length, offset))  # optimistic: validated below
+        if len(data) != length:
+            raise VolumeImageError("short read: the image changed size")
+        end = offset + length
+        fixups: list[tuple[int, int]] = []
+        with self._lock:
+            for index in range(offset // self.block, (end - 1) // self.block + 1 if length else 0):
+                state = self._state.get(index)
+                if state is None:
+                    bstart = index * self.block
+                    if bstart >= offset and min(bstart + self.block, self.size) <= end:
+                        self._state[index] = _READ
+                elif state == _READ:
+                    raise VolumeImageError(f"snapshot block {index} was already read")
+                else:
+                    fixups.append((index, state))
+        for index, state in fixups:  # preserved data never changes: no lock needed
+            bstart = index * self.block
+            lo, hi = max(bstart, offset), min(bstart + self.block, end)
+            if state == _ZERO:
+                data[lo - offset : hi - offset] = bytes(hi - lo)
+            else:
+                data[lo - offset : hi - offset] = os.pread(self._pfd, hi - lo, state + lo - bstart)
+        return bytes(data)
+
+    def data_extents(self) -> list[tuple[int, int]]:
+        """``(offset, length)`` regions that may hold point-in-time data, sorted and merged.
+
+        The image's extents are scanned before the preserved blocks are listed: a block
+        that held data at the point in time and is a hole when the scan passes it was
+        trimmed, hence preserved, before the list is taken."""
+        extents = list(_image_extents(self.fd, self.size))
+        with self._lock:
+            preserved = [i for i, s in self._state.items() if s >= 0]
+        for index in preserved:
+            start = index * self.block
+            extents.append((start, min(self.block, self.size - start)))
+        return _merge(extents)
+
+
+def _image_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    from ocibv.engine.volume_files import iter_data_extents
+
+    return iter_data_extents(fd, size)
+
+
+def _merge(extents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, length in sorted(extents):
+        if out and start <= out[-1][0] + out[-1][1]:
+            last_start, last_length = out[-1]
+            out[-1] = (last_start, max(last_length, start + length - last_start))
+        else:
+            out.append((start, length))
+    return out
+
+
+class MemberSnapshot:
+    """One volume of a group snapshot: its point-in-time view and its changed ranges."""
+
+    def __init__(self, volume: LiveVolume, view: PointInTime, capture: Capture | None):
+        self.volume, self.view, self.capture = volume, view, capture
+
+    @property
+    def size(self) -> int:
+        return self.view.size
+
+
+class GroupSnapshot:
+    """A crash-consistent point in time across several live volumes; ``end`` exactly once."""
+
+    def __init__(self, members: list[MemberSnapshot]) -> None:
+        self.members = members
+
+    def end(self, *, committed_backup_ids: dict[int, str] | None = None) -> None:
+        """Detach every view and free its preserved data. ``committed_backup_ids`` maps a
+        member's position to the backup that captured it durably: its changed-block capture
+        is committed; every other member's capture is restored (merged back)."""
+        done = committed_backup_ids or {}
+        for position, member in enumerate(self.members):
+            member.volume.detach_snapshot(member.view)
+            if member.capture is not None:
+                if position in done:
+                    member.capture.commit(done[position])
+                else:
+                    member.capture.restore()
+
+
+def begin_group(volumes: Sequence[LiveVolume]) -> GroupSnapshot:
+    """Fix one point in time on every volume of ``volumes`` (in that order in the result).
+
+    Writers on all of them are held only while the views are installed and the
+    changed-block records taken — no I/O but opening one preserve file per volume."""
+    ordered = sorted(range(len(volumes)), key=lambda i: str(volumes[i].path))
+    with _BEGIN_LOCK:
+        closed: list[LiveVolume] = []
+        members: dict[int, MemberSnapshot] = {}
+        try:
+            for i in ordered:
+                volumes[i].gate.close()
+                closed.append(volumes[i])
+            for i in ordered:
+                members[i] = volumes[i].attach_snapshot()
+        except BaseException:
+            for member in members.values():
+                member.volume.detach_snapshot(member.view, gate_held=True)
+                if member.capture is not None:
+                    member.capture.restore()
+            raise
+        finally:
+            for volume in closed:
+                volume.gate.open()
+    return GroupSnapshot([members[i] for i in range(len(volumes))])
