@@ -47,9 +47,11 @@ def start_servers(data: Path, count: int, env: dict[str, str]) -> list[tuple[int
     for n in range(count):
         port = free_port()
         log = open(data.parent / f"serve-{n}.log", "ab")  # noqa: SIM115
+        command = [OCIBV, "serve", "--data-dir", str(data), "--port", str(port),
+                   "--log-level", "warning", "--nbd-port", "0"]
         proc = subprocess.Popen(
-            [OCIBV, "serve", "--data-dir", str(data), "--port", str(port), "--log-level",
-             "warning", "--nbd-port", "0"], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
         wait_port(port)
         procs.append((port, proc))
     return procs

@@ -4,6 +4,7 @@ INCREMENTAL from the record that matches one that compares content."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 from ocibv.engine.backends import MemoryBackend
@@ -11,6 +12,7 @@ from ocibv.engine.backup import backup_volume, restore_volume
 from ocibv.engine.changed_blocks import GRANULARITY, ChangedBlocks, bitmap_path
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.live_volume import LiveVolume
+from ocibv.engine.manifest import FULL, INCREMENTAL
 from tests.engine.store_helpers import KIB, MIB, mixed_image, sha256, write_image
 
 G = GRANULARITY
@@ -102,7 +104,7 @@ def test_incremental_from_the_record_equals_a_content_comparison(tmp_path: Path)
     try:
         capture = volume.changed.take() if volume.changed else None
         assert capture is not None and capture.ranges_since(None) is None
-        full = backup_volume(store, image, backup_id="b1", volume_id="v", full=True)
+        full = backup_volume(store, image, backup_id="b1", volume_id="v", backup_type=FULL)
         capture.commit("b1")
         rng = random.Random(3)
         for _ in range(40):
@@ -115,11 +117,11 @@ def test_incremental_from_the_record_equals_a_content_comparison(tmp_path: Path)
         ranges = capture.ranges_since("b1")
         assert ranges is not None and sum(n for _, n in ranges) < 6 * MIB
         tracked = backup_volume(
-            store, image, backup_id="b2", volume_id="v", full=False, previous=full,
+            store, image, backup_id="b2", volume_id="v", backup_type=INCREMENTAL, previous=full,
             changed_ranges=ranges,
         )  # fmt: skip
         compared = backup_volume(
-            store, image, backup_id="b3", volume_id="v", full=False, previous=full
+            store, image, backup_id="b3", volume_id="v", backup_type=INCREMENTAL, previous=full
         )
         assert tracked.chunks == compared.chunks
         restored = write_image(tmp_path / "restored.img", 0, [])
@@ -136,4 +138,21 @@ def test_shutdown_while_a_backup_holds_a_capture_is_not_clean(tmp_path: Path) ->
     record.mark(0, G)
     record.take()  # a backup is running and has not finished when the server stops
     record.close()
+    assert not ChangedBlocks.open(image, SIZE).trusted
+
+
+def test_an_image_written_behind_the_record_makes_it_untrusted(tmp_path: Path) -> None:
+    """A host writing the image file directly (not through its LiveVolume) changes its mtime:
+    the record can no longer vouch for what changed."""
+    image = tmp_path / "vol.img"
+    image.write_bytes(bytes(SIZE))
+    record = fresh(tmp_path)
+    record.take().commit("b1")
+    record.close()
+    record = ChangedBlocks.open(image, SIZE)
+    assert record.trusted
+    record.close()
+    time.sleep(0.01)
+    with open(image, "r+b") as handle:
+        handle.write(b"behind its back")
     assert not ChangedBlocks.open(image, SIZE).trusted

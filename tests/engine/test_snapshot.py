@@ -18,6 +18,7 @@ from ocibv.engine.backup import backup_volume, restore_volume
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.live_volume import LiveVolume
+from ocibv.engine.manifest import FULL
 from ocibv.engine.snapshot import BLOCK, begin_group
 from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image
 
@@ -110,7 +111,12 @@ def test_backup_through_the_snapshot_restores_the_point_in_time(
     thread.start()
     try:
         manifest = backup_volume(
-            store, volume.path, backup_id="b1", volume_id="v", full=True, snapshot=member.view
+            store,
+            volume.path,
+            backup_id="b1",
+            volume_id="v",
+            backup_type=FULL,
+            snapshot=member.view,
         )
     finally:
         stop.set()

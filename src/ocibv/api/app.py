@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Router
 
 from ocibv.api import (
+    attachments,
     identity,
     not_built,
     volume_backups,
@@ -48,8 +49,12 @@ def create_app(services: Services) -> Starlette:
     ]
     # No trailing-slash redirects (Starlette's default): OCI answers an unknown path with a
     # 404 NotFound body and an opc-request-id, never with a bare 307 to another URL.
+    own = attachments.routes(api, services.attachments)
     app = Starlette(
-        routes=[Mount(API_VERSION, app=Router(routes, redirect_slashes=False))],
+        routes=[
+            Mount(API_VERSION, app=Router(routes, redirect_slashes=False)),
+            Mount(attachments.PREFIX, app=Router(own, redirect_slashes=False)),
+        ],
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.router.redirect_slashes = False

@@ -18,6 +18,7 @@ from ocibv.bootstrap import ensure_bootstrapped, env_lines
 from ocibv.cli.common import data_dir_option, fail, open_services
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT
 from ocibv.nbd import ExportTable, NbdServer
+from ocibv.nbd.data_plane import NbdDataPlane
 from ocibv.nbd.server import DEFAULT_HOST as NBD_HOST
 from ocibv.nbd.server import DEFAULT_PORT as NBD_PORT
 from ocibv.nbd.server import is_loopback
@@ -83,13 +84,18 @@ def serve(
             sys.stdout.flush()
             _wait_for_stop()
         else:
-            nbd = NbdServer(ExportTable(), host=nbd_host, port=nbd_port, tls=tls)
-            _serve_api_and_nbd(services, host, port, nbd)
+            exports = ExportTable()
+            nbd = NbdServer(exports, host=nbd_host, port=nbd_port, tls=tls)
+            plane = NbdDataPlane(exports, nbd)
+            services.attachments.use_data_plane(plane)
+            _serve_api_and_nbd(services, host, port, nbd, plane)
     finally:
         services.stop()
 
 
-def _serve_api_and_nbd(services: Services, host: str, port: int, nbd: NbdServer) -> None:
+def _serve_api_and_nbd(
+    services: Services, host: str, port: int, nbd: NbdServer, plane: NbdDataPlane
+) -> None:
     import uvicorn
 
     from ocibv.api.app import create_app
@@ -117,6 +123,7 @@ def _serve_api_and_nbd(services: Services, host: str, port: int, nbd: NbdServer)
             await nbd.start()
         except OSError as exc:
             fail(f"cannot listen for NBD on {nbd.host}:{nbd.port} ({exc}); see --nbd-port")
+        plane.loop = asyncio.get_running_loop()
         # "nbd" is the URI prefix of attached volumes, "<nbd>/<export name>" (port 0 binds
         # a free port: known only now).
         server_file.write_text(
@@ -127,7 +134,9 @@ def _serve_api_and_nbd(services: Services, host: str, port: int, nbd: NbdServer)
         try:
             await uvicorn.Server(config).serve()
         finally:
-            await nbd.close()
+            await nbd.close()  # every connection ends; then the volumes close cleanly
+            plane.loop = None
+            plane.detach_all()
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(run_servers())

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ocibv.cli import signed_client
 from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.config import Settings
 from ocibv.domain.errors import OciError
 from ocibv.engine.errors import VolumeImageError
 
@@ -78,3 +80,36 @@ def jobs(data_dir: Path, limit: int) -> None:
             f"{job.id:>5} {job.kind:<28} {job.state:<8} {job.percent:>5.0f}% "
             f"{job.mb_per_second:>8.1f}  {job.resource_id}"
         )
+        if job.note:
+            click.echo(f"      note: {job.note}")
+
+
+@volume.command("attach")
+@data_dir_option
+@click.argument("volume_id")
+@click.option("--read-only", is_flag=True, help="Attach without write access.")
+def volume_attach(data_dir: Path, volume_id: str, read_only: bool) -> None:
+    """Attach VOLUME_ID as a network block device; prints its NBD URI (for qemu-img, nbdcopy,
+    nbdinfo, QEMU or nbd-client). It stays attached until `ocibv volume detach`."""
+    settings = Settings.load(data_dir)
+    try:
+        answer = signed_client.call(
+            settings, "POST", f"/ocibv/volumes/{volume_id}/actions/attach",
+            {"isReadOnly": read_only},
+        )
+    except signed_client.ServerError as exc:
+        fail(exc.message)
+    click.echo(answer["uri"])
+
+
+@volume.command("detach")
+@data_dir_option
+@click.argument("volume_id")
+def volume_detach(data_dir: Path, volume_id: str) -> None:
+    """Detach VOLUME_ID: its NBD export ends (requests in flight are answered first)."""
+    settings = Settings.load(data_dir)
+    try:
+        signed_client.call(settings, "POST", f"/ocibv/volumes/{volume_id}/actions/detach", {})
+    except signed_client.ServerError as exc:
+        fail(exc.message)
+    click.echo(f"detached {volume_id}")

@@ -10,7 +10,10 @@ The bitmap lives in memory while the volume is attached and is saved beside the 
 (``<image>.cbt``) when it is closed cleanly. Opening it rewrites the file as *not clean*
 first, so after a crash the next open finds that mark and reports the bitmap untrusted:
 the next INCREMENTAL then compares content instead (correct, slower). The bitmap also
-records the backup it is relative to (``base``): ranges are only valid against that one.
+records the backup it is relative to (``base``): ranges are only valid against that one; and
+the image's modification time when it was saved clean: an image written by anything but its
+``LiveVolume`` (a host writing the file directly, an import) no longer matches, and the
+record is untrusted.
 File format: docs/design.md, "NBD data plane".
 """
 
@@ -25,9 +28,10 @@ from pathlib import Path
 
 GRANULARITY = 64 * 1024
 MAGIC = b"OCIBVCBT"
-VERSION = 1
+VERSION = 2  # 1 had no image mtime: such records load untrusted
 FLAG_CLEAN = 1
-_HEADER = struct.Struct(">8sHHIQH")  # magic, version, flags, granularity, volume size, base len
+# magic, version, flags, granularity, volume size, image mtime (ns), base length
+_HEADER = struct.Struct(">8sHHIQQH")
 _CRC = struct.Struct(">I")
 
 
@@ -67,6 +71,7 @@ class ChangedBlocks:
 
     def __init__(self, image_path: Path, size: int, *, granularity: int = GRANULARITY) -> None:
         """A fresh, untrusted record (use ``open`` to load a saved one)."""
+        self.image_path = image_path
         self.path = bitmap_path(image_path)
         self.size, self.granularity = size, granularity
         self._lock = threading.Lock()
@@ -84,7 +89,7 @@ class ChangedBlocks:
             raw = record.path.read_bytes()
         except FileNotFoundError:
             raw = b""
-        loaded = _decode(raw, size, GRANULARITY)
+        loaded = _decode(raw, size, GRANULARITY, _mtime_ns(image_path))
         if loaded is not None:
             record._bits, record.base = loaded
             record.trusted = True
@@ -120,8 +125,9 @@ class ChangedBlocks:
 
     def save(self, *, clean: bool) -> None:
         """Write the record durably (temp file, fsync, rename, fsync the directory)."""
+        mtime = _mtime_ns(self.image_path)
         with self._lock:
-            body = _encode(self._bits, self.size, self.granularity, self.base, clean=clean)
+            body = _encode(self._bits, self.size, self.granularity, self.base, mtime, clean=clean)
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -204,27 +210,37 @@ def _clip(first: int, end: int, granularity: int, size: int) -> tuple[int, int]:
     return offset, min(end * granularity, size) - offset
 
 
+def _mtime_ns(image_path: Path) -> int:
+    try:
+        return os.stat(image_path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def _encode(
-    bits: bytearray, size: int, granularity: int, base: str | None, *, clean: bool
+    bits: bytearray, size: int, granularity: int, base: str | None, mtime: int, *, clean: bool
 ) -> bytes:
     base_raw = (base or "").encode("utf-8")
     flags = FLAG_CLEAN if clean else 0
-    body = _HEADER.pack(MAGIC, VERSION, flags, granularity, size, len(base_raw)) + base_raw
+    header = _HEADER.pack(MAGIC, VERSION, flags, granularity, size, mtime, len(base_raw))
+    body = header + base_raw
     body += bytes(bits)
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def _decode(raw: bytes, size: int, granularity: int) -> tuple[bytearray, str | None] | None:
-    """(bits, base) of a clean, intact record for this size, else None."""
+def _decode(
+    raw: bytes, size: int, granularity: int, image_mtime: int
+) -> tuple[bytearray, str | None] | None:
+    """(bits, base) of a clean, intact record for this size and this image, else None."""
     if len(raw) < _HEADER.size + _CRC.size:
         return None
     (crc,) = _CRC.unpack_from(raw, len(raw) - _CRC.size)
     if zlib.crc32(raw[: -_CRC.size]) != crc:
         return None
-    magic, version, flags, gran, vsize, base_len = _HEADER.unpack_from(raw, 0)
+    magic, version, flags, gran, vsize, mtime, base_len = _HEADER.unpack_from(raw, 0)
     if magic != MAGIC or version != VERSION or not flags & FLAG_CLEAN:
         return None
-    if gran != granularity or vsize != size:
+    if gran != granularity or vsize != size or mtime != image_mtime:
         return None
     start = _HEADER.size + base_len
     bits = bytearray(raw[start : -_CRC.size])

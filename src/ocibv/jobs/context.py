@@ -50,6 +50,11 @@ class JobContext:
             except ServiceUnavailable:
                 pass  # progress is best effort: a database away for a moment stops nothing
 
+    def note(self, text: str) -> None:
+        """Tell the user something about this job's progress (``ocibv jobs`` shows it)."""
+        with self.db.write() as conn:
+            job_rows.set_note(conn, self.job.id, text)
+
     def step(self, name: str) -> None:
         """Mark a point between two steps of the job (where a crash is tested)."""
         if self.steps is not None:

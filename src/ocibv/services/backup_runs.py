@@ -1,10 +1,12 @@
 """Running backups and restores: point in time, engine calls, truthful lifecycle.
 
 A backup is requested with its volumes already reserved (``Reason.BACKUP``, held by the
-backup), so nothing writes to them from that instant — the backup's point in time — until the
-data is read. A backup's member volume backups become AVAILABLE together with it, in the one
-transaction that also ends its reservations, and only after every manifest is durable in the
-store: a backup that has said AVAILABLE stays restorable, and a failed one keeps nothing.
+backup), so nothing but an attachment's writer writes to them until the data is read; the job
+reads every member through one copy-before-write snapshot taken for all at once (writers of
+attached volumes wait only for that instant), so the members are one crash-consistent cut.
+A backup's member volume backups become AVAILABLE together with it, in the one transaction
+that also ends its reservations, and only after every manifest is durable in the store: a
+backup that has said AVAILABLE stays restorable, and a failed one keeps nothing.
 """
 
 from __future__ import annotations
@@ -22,29 +24,37 @@ from ocibv.domain.reservations import Reason
 from ocibv.engine import backup as engine
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.errors import ObjectNotFound
+from ocibv.engine.live_volume import LiveVolume
 from ocibv.engine.manifest import BackupType, Manifest
+from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
+from ocibv.services.attachments import AttachmentService
 from ocibv.services.backup_catalog import BackupCatalog, unique_bytes
 from ocibv.services.common import transition
 from ocibv.services.context import ServiceContext
 from ocibv.services.reservations import release, reserve
 from ocibv.store import identity as ids
+from ocibv.store import reservations as reservation_rows
 from ocibv.store import resources as repo
 
 log = logging.getLogger("ocibv.backups")
 
 
 class BackupRuns:
-    def __init__(self, ctx: ServiceContext, catalog: BackupCatalog) -> None:
+    def __init__(
+        self, ctx: ServiceContext, catalog: BackupCatalog, attachments: AttachmentService
+    ) -> None:
         self.ctx = ctx
         self.catalog = catalog
+        self.attachments = attachments
         self.chunk_size = DEFAULT_CHUNK_SIZE
 
     # --- requesting -------------------------------------------------------------------------
 
     def hold_volume(self, conn: sa.Connection, volume: repo.Resource, backup_id: str) -> None:
-        """Fix the point in time: from now until the backup has read it, nothing writes."""
+        """Fix the point in time: from now until the backup has read it, nothing writes —
+        but an attached volume's writer, whose writes the backup's snapshot preserves."""
         if volume.lifecycle_state != AVAILABLE:
             raise IncorrectState(
                 f"Volume {volume.id} is {volume.lifecycle_state}; it must be AVAILABLE to be "
@@ -54,6 +64,14 @@ class BackupRuns:
             conn, volume, Reason.BACKUP, backup_id, IncorrectState,
             "try the backup again when it is done",
         )
+
+    def pin_for(self, conn: sa.Connection, volume_ids: Iterable[str]) -> str | None:
+        """The process a backup of these volumes must run in: the one serving an attachment
+        of any of them (its snapshot lives in that process's memory); None if detached."""
+        for reservation in reservation_rows.on(conn, volume_ids):
+            if reservation.reason in (Reason.ATTACH, Reason.ATTACH_READ_ONLY):
+                return reservation.process_id
+        return None
 
     def base_for(
         self, conn: sa.Connection, volume: repo.Resource, requested: BackupType, created_us: int
@@ -71,23 +89,80 @@ class BackupRuns:
 
     # --- backing up -------------------------------------------------------------------------
 
-    def capture(
-        self, job: JobContext, member: repo.Resource, done_before: int, total: int
-    ) -> Manifest:
-        """Read one volume into the store and save its manifest durably (once: a re-run after
-        a crash finds the manifest and reads nothing). The member's state does not change."""
-        tenancy = member.tenancy_id
+    def capture_all(
+        self, job: JobContext, members: list[repo.Resource]
+    ) -> list[tuple[repo.Resource, Manifest]]:
+        """Read every member's volume into the store at one point in time and save each
+        manifest durably. A member whose manifest exists already (a re-run after a crash) is
+        not read again. Member states do not change here."""
+        manifests: dict[str, Manifest] = {}
+        pending = []
+        for member in members:
+            try:
+                manifests[member.id] = self.catalog.manifest(member.tenancy_id, member.id)
+            except ObjectNotFound:
+                pending.append(member)
+        if pending:
+            self._capture_at_one_instant(job, pending, manifests)
+        return [(member, manifests[member.id]) for member in members]
+
+    def _capture_at_one_instant(
+        self, job: JobContext, pending: list[repo.Resource], manifests: dict[str, Manifest]
+    ) -> None:
+        """Each volume is read through a copy-before-write snapshot taken for all of them at
+        once (writers of attached volumes wait only for that instant), and an INCREMENTAL reads
+        only what the volume's changed-block record says changed, when the record can vouch
+        for it; otherwise it compares content."""
+        total = self.bytes_to_read(m.volume_id for m in pending)
+        lives: list[LiveVolume] = []
+        opened: list[LiveVolume] = []
         try:
-            return self.catalog.manifest(tenancy, member.id)
-        except ObjectNotFound:
-            pass
+            for member in pending:
+                live = self.attachments.live_volume(member.volume_id)
+                if live is None:  # detached: opened for the job (its changed-block record)
+                    live = LiveVolume(self.ctx.settings.volume_path(member.volume_id))
+                    opened.append(live)
+                lives.append(live)
+            snapshot = begin_group(lives)
+            committed: dict[int, str] = {}
+            try:
+                done = 0
+                for position, member in enumerate(pending):
+                    view = snapshot.members[position]
+                    manifest, read = self._read_member(job, member, view, done, total)
+                    manifests[member.id] = manifest
+                    committed[position] = member.id
+                    done += read
+                    job.step("captured_member")
+            finally:
+                snapshot.end(committed_backup_ids=committed)
+        finally:
+            for live in opened:
+                live.close()
+
+    def _read_member(
+        self, job: JobContext, member: repo.Resource, view: MemberSnapshot, done: int, total: int
+    ) -> tuple[Manifest, int]:
+        """Back up one member through its snapshot view; returns its manifest and the bytes
+        read."""
+        tenancy = member.tenancy_id
         base_id = member.attrs.get("base_backup_id")
         previous = self.catalog.manifest(tenancy, base_id) if base_id else None
+        ranges = view.capture.ranges_since(base_id) if view.capture and base_id else None
+        if previous is not None and ranges is None:
+            job.note(
+                f"volume {member.volume_id}: its changed-block record cannot vouch for what "
+                "changed since the last backup (first tracked backup, a crash, or writes "
+                "behind its back): comparing content instead"
+            )
 
-        def progress(done: int, volume_total: int) -> None:
-            job.progress(done_before + done, max(total, done_before + volume_total))
+        last = [0, 0]
 
-        return engine.backup_volume(
+        def progress(read: int, volume_total: int) -> None:
+            last[:] = [read, volume_total]
+            job.progress(done + read, max(total, done + volume_total))
+
+        manifest = engine.backup_volume(
             self.catalog.chunk_store(tenancy),
             self.ctx.settings.volume_path(member.volume_id),
             backup_id=member.id,
@@ -95,10 +170,15 @@ class BackupRuns:
             chunk_size=previous.chunk_size if previous else self.chunk_size,
             previous=previous,
             backup_type=member.requested_type,
+            changed_ranges=ranges,
+            snapshot=view.view,
             progress=progress,
             workers=self.ctx.settings.workers,
             group_backup_id=member.group_backup_id,
         )
+        # what was read, recorded exactly (progress reports are otherwise throttled)
+        job.progress(done + last[0], max(total, done + last[1]), force=True)
+        return manifest, last[0]
 
     def settle(
         self, conn: sa.Connection, members: Iterable[tuple[repo.Resource, Manifest]]

@@ -18,6 +18,7 @@ from ocibv.domain.lifecycle import AVAILABLE, FAULTY, TERMINATED
 from ocibv.jobs.context import StepHook
 from ocibv.jobs.registry import JobRegistry, JobSource
 from ocibv.jobs.runner import JobRunner, ProcessLife
+from ocibv.services.attachments import AttachmentService
 from ocibv.services.backup_catalog import BackupCatalog
 from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.clock import ServiceClock
@@ -54,7 +55,9 @@ class Services:
         self.ctx = ServiceContext(settings, self.db, self.clock)
         tokens = PageTokens(self._page_token_key)
         self.catalog = BackupCatalog(settings.store_url)
-        self.backup_runs = BackupRuns(self.ctx, self.catalog)
+        self.life = ProcessLife(self.db, "serve", on_dead=self.release_dead_processes)
+        self.attachments = AttachmentService(self.ctx, self.life.id)
+        self.backup_runs = BackupRuns(self.ctx, self.catalog, self.attachments)
         self.identity = IdentityService(self.ctx, tokens)
         self.volume_backups = VolumeBackupService(self.ctx, tokens, self.backup_runs)
         self.volume_group_backups = VolumeGroupBackupService(self.ctx, tokens, self.backup_runs)
@@ -74,7 +77,6 @@ class Services:
         )
         for source in sources:
             source.register_jobs(self.jobs)
-        self.life = ProcessLife(self.db, "serve", on_dead=self.release_dead_processes)
         steps = StepHook(settings.data_dir) if settings.test_hooks else None
         self.runner = JobRunner(
             self.db,
@@ -115,6 +117,11 @@ class Services:
     def stop(self) -> None:
         self._housekeeping_stop.set()
         self.runner.stop()
+        try:  # what this process held (its attachments) ends with it
+            with self.db.write() as conn:
+                reservation_rows.release_of_processes(conn, [self.life.id])
+        except Exception:
+            log.warning("could not release this process's reservations; others will")
         self.life.stop()
         self.db.dispose()
 
@@ -191,6 +198,8 @@ class JobView:
     resource_id: str
     percent: float
     mb_per_second: float
+    bytes_read: int
+    note: str | None
 
 
 def job_view(job: job_rows.Job) -> JobView:
@@ -203,4 +212,6 @@ def job_view(job: job_rows.Job) -> JobView:
     end = job.finished_us or job.heartbeat_us or 0
     seconds = (end - job.started_us) / 1e6 if job.started_us and end > job.started_us else 0.0
     rate = job.progress_done / seconds / 1e6 if seconds else 0.0
-    return JobView(job.id, job.kind, job.state, job.resource_id, percent, rate)
+    return JobView(
+        job.id, job.kind, job.state, job.resource_id, percent, rate, job.progress_done, job.note
+    )

@@ -4,10 +4,12 @@ the services that need them, so no service imports another's class to call it.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import sqlalchemy as sa
 
+from ocibv.engine.live_volume import LiveVolume
 from ocibv.jobs.context import JobContext
 from ocibv.services.context import Caller
 from ocibv.services.requests import VolumeGroupSource
@@ -40,4 +42,20 @@ class GroupBackupRestorer(Protocol):
     ) -> list[Resource]:
         """New RESTORING volumes (unsaved), one per member backup, each already holding the
         backup it restores (reserved in ``conn``)."""
+        ...
+
+
+class DataPlane(Protocol):
+    """Volumes attached as block devices in this process (``nbd.data_plane.NbdDataPlane``)."""
+
+    def attach(self, volume_id: str, path: Path, export_name: str, read_only: bool) -> str:
+        """Offer the volume's image as ``export_name``; returns its URI."""
+        ...
+
+    def detach(self, volume_id: str) -> bool:
+        """Stop offering it and close it; False when it is not attached here."""
+        ...
+
+    def live(self, volume_id: str) -> LiveVolume | None:
+        """Its live image, when it is attached here (backups read it through a snapshot)."""
         ...

@@ -83,7 +83,8 @@ class VolumeBackupService:
         )
         self.runs.hold_volume(conn, volume, backup.id)
         repo.insert(conn, backup)
-        job_rows.enqueue(conn, "create_volume_backup", backup.id)
+        pinned = self.runs.pin_for(conn, [volume.id])
+        job_rows.enqueue(conn, "create_volume_backup", backup.id, pinned_to=pinned)
         return backup
 
     def get_volume_backup(self, caller: Caller, backup_id: str) -> repo.Resource:
@@ -163,11 +164,10 @@ class VolumeBackupService:
             self.runs.after_backup([res], res.tenancy_id)
             return
         job.step("creating")
-        total = self.runs.bytes_to_read([res.volume_id])
-        manifest = self.runs.capture(job, res, 0, total)
+        captured = self.runs.capture_all(job, [res])
         job.step("captured")
         with self.ctx.db.write() as conn:
-            self.runs.settle(conn, [(res, manifest)])
+            self.runs.settle(conn, captured)
             release(conn, backup_id)
             fresh = repo.get(conn, backup_id, Kind.VOLUME_BACKUP)
         job.step("available")

@@ -132,7 +132,8 @@ class VolumeGroupBackupService:
             attrs=with_expiry(attrs, created_us),
         )
         repo.insert(conn, backup)
-        job_rows.enqueue(conn, "create_volume_group_backup", backup.id)
+        pinned = self.runs.pin_for(conn, group.volume_ids)
+        job_rows.enqueue(conn, "create_volume_group_backup", backup.id, pinned_to=pinned)
         return backup
 
     def get_volume_group_backup(self, caller: Caller, backup_id: str) -> repo.Resource:
@@ -243,14 +244,7 @@ class VolumeGroupBackupService:
         if members is None:
             return
         job.step("committed")
-        total = self.runs.bytes_to_read(m.volume_id for m in members)
-        done = 0
-        captured = []
-        for member in members:
-            manifest = self.runs.capture(job, member, done, total)
-            captured.append((member, manifest))
-            done += manifest.data_bytes
-            job.step("captured_member")
+        captured = self.runs.capture_all(job, members)
         reported = (
             BackupType.FULL
             if any(m.backup_type == BackupType.FULL for m in members)

@@ -31,6 +31,8 @@ class Job:
     finished_us: int | None
     owner: str | None = None
     run_after_us: int | None = None
+    pinned_to: str | None = None
+    note: str | None = None
 
 
 def _from_row(row: sa.Row[Any]) -> Job:
@@ -44,8 +46,10 @@ def enqueue(
     payload: dict[str, Any] | None = None,
     *,
     run_after_us: int | None = None,
+    pinned_to: str | None = None,
 ) -> int:
-    """Queue a job; it is not claimed before ``run_after_us`` (real time) when given."""
+    """Queue a job; it is not claimed before ``run_after_us`` (real time) when given, nor by
+    any process but ``pinned_to`` while that process lives."""
     result = conn.execute(
         jobs.insert().values(
             kind=kind,
@@ -57,6 +61,7 @@ def enqueue(
             progress_total=0,
             created_us=now_us(),
             run_after_us=run_after_us,
+            pinned_to=pinned_to,
         )
     )
     pk = result.inserted_primary_key
@@ -102,6 +107,7 @@ def requeue_orphans(conn: sa.Connection, dead_owners: Iterable[str]) -> int:
     owners = list(dead_owners)
     if not owners:
         return 0
+    conn.execute(jobs.update().where(jobs.c.pinned_to.in_(owners)).values(pinned_to=None))
     return int(
         conn.execute(
             jobs.update()
@@ -132,6 +138,10 @@ def heartbeat(conn: sa.Connection, job_id: int, done: int, total: int) -> None:
         .where(jobs.c.id == job_id)
         .values(heartbeat_us=now_us(), progress_done=done, progress_total=total)
     )
+
+
+def set_note(conn: sa.Connection, job_id: int, note: str) -> None:
+    conn.execute(jobs.update().where(jobs.c.id == job_id).values(note=note))
 
 
 def finish(conn: sa.Connection, job_id: int, state: str, error: str | None = None) -> None:

@@ -86,6 +86,10 @@ jobs = sa.Table(
     sa.Column("heartbeat_us", sa.BigInteger, nullable=True),
     sa.Column("finished_us", sa.BigInteger, nullable=True),
     sa.Column("run_after_us", sa.BigInteger, nullable=True),
+    # The process that must run it (it holds an NBD attachment the job reads through);
+    # cleared when that process dies.
+    sa.Column("pinned_to", sa.String(64), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),  # what a user should know about its progress
 )
 
 # Who holds a resource and why (``domain.reservations``): a job's resource or a process.

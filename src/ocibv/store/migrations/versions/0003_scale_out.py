@@ -1,4 +1,6 @@
-"""Several processes on one database: leases for periodic work, and service-wide secrets.
+"""Several processes on one database: leases for periodic work, service-wide secrets, and
+jobs that must run in one process (``pinned_to``: it holds the NBD attachment) with a note
+on their progress.
 
 Revision ID: 0003
 Revises: 0002
@@ -25,8 +27,14 @@ def upgrade() -> None:
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("value", sa.String(255), nullable=False),
     )
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("pinned_to", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("note", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("note")
+        batch.drop_column("pinned_to")
     op.drop_table("secrets")
     op.drop_table("leases")
