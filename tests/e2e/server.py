@@ -1,4 +1,8 @@
-"""A real ``ocibv serve`` process on a free loopback port, and the official clients for it."""
+"""An ocibv server on a free loopback port, and the official clients for it.
+
+``Server`` is a real ``ocibv serve`` process (what restarts and ``kill -9`` need);
+``InProcessServer`` runs the same services and ASGI app under uvicorn in a thread of the test
+process: the SDK and CLI still talk real, signed HTTP to it, without the cost of a spawn."""
 
 from __future__ import annotations
 
@@ -8,12 +12,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import oci
+import uvicorn
+
+from ocibv.api.app import create_app
+from ocibv.bootstrap import ensure_bootstrapped
+from ocibv.config import Settings
+from ocibv.services.container import Services
 
 VENV_BIN = Path(sys.executable).parent
 OCIBV = str(VENV_BIN / "ocibv")
@@ -114,6 +125,70 @@ class Server:
         if check and proc.returncode != 0:
             raise AssertionError(f"ocibv {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
         return proc
+
+
+# ``OCIBV_*`` variables a test may give a server, and the setting each one sets.
+SETTINGS_FROM_ENV = {
+    "OCIBV_JOB_DELAY_SECONDS": "job_delay_seconds",
+    "OCIBV_TOMBSTONE_SECONDS": "tombstone_seconds",
+    "OCIBV_RETENTION_DAY_SECONDS": "retention_day_seconds",
+    "OCIBV_GC_INTERVAL_SECONDS": "gc_interval_seconds",
+    "OCIBV_GC_GRACE_SECONDS": "gc_grace_seconds",
+}
+
+
+@dataclass
+class InProcessServer(Server):
+    """The server ``ocibv serve`` runs, inside this process: ``Services`` and the ASGI app under
+    uvicorn in a background thread. Takes the same ``env`` as ``Server`` (the ``OCIBV_*``
+    settings become ``Settings`` overrides; admin subprocesses get them too). It cannot be
+    killed with SIGKILL; restart tests use ``Server``."""
+
+    services: Services | None = None
+    _uvicorn: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    def settings(self) -> Settings:
+        overrides: dict[str, object] = {"host": "127.0.0.1", "port": self.port}
+        for name, value in self.env.items():
+            if name == "OCIBV_AVAILABILITY_DOMAINS":
+                overrides["availability_domains"] = [a.strip() for a in value.split(",")]
+            elif name in SETTINGS_FROM_ENV:
+                overrides[SETTINGS_FROM_ENV[name]] = float(value)
+            elif name.startswith("OCIBV_"):
+                raise ValueError(f"InProcessServer does not know {name}")
+        return Settings.load(self.data_dir, **overrides)
+
+    def start(self) -> InProcessServer:
+        services = Services(self.settings())
+        services.migrate()
+        ensure_bootstrapped(services)
+        (self.data_dir / "server.json").write_text(json.dumps({"endpoint": self.endpoint}))
+        services.start()
+        config = uvicorn.Config(
+            create_app(services), host="127.0.0.1", port=self.port, log_level="warning",
+            access_log=False, lifespan="off",
+        )
+        self.services, self._uvicorn = services, uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, name="ocibv-uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._uvicorn.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the in-process server did not start listening")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        if kill:
+            raise TypeError("an in-process server cannot be killed; use Server for kill -9")
+        if self._uvicorn is not None and self._thread is not None:
+            self._uvicorn.should_exit = True
+            self._thread.join(15)
+        if self.services is not None:
+            self.services.stop()
+        self.services = self._uvicorn = self._thread = None
 
 
 @dataclass

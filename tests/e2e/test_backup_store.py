@@ -6,12 +6,13 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import oci
 import pytest
 
-from tests.e2e.images import (
+from tests.e2e.helpers import (
     MIB,
     assert_volume_holds,
     import_image,
@@ -19,9 +20,17 @@ from tests.e2e.images import (
     new_volume,
     wait,
 )
-from tests.e2e.server import Server
+from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of this module's own: these tests damage, age and collect its whole store."""
+    srv = InProcessServer(tmp_path_factory.mktemp("store") / "data").start()
+    yield srv
+    srv.stop()
 
 
 def _setup(server: Server) -> tuple[oci.core.BlockstorageClient, str, str]:
@@ -113,7 +122,9 @@ def test_gc_during_backup_keeps_what_it_needs(server: Server, tmp_path: Path) ->
     assert_volume_holds(server, restored.id, image, tmp_path)
 
 
-def test_kill_during_backup_resumes_or_faults(make_server: type[Server], tmp_path: Path) -> None:
+def test_kill_during_backup_resumes_or_faults(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
     server = make_server().start()
     bs, tenancy, ad = _setup(server)
     image = tmp_path / "big.img"
@@ -146,7 +157,9 @@ def test_kill_during_backup_resumes_or_faults(make_server: type[Server], tmp_pat
     _backup(bs, volume, "INCREMENTAL")
 
 
-def test_lost_database_recovered_from_store(make_server: type[Server], tmp_path: Path) -> None:
+def test_lost_database_recovered_from_store(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
     server = make_server().start()
     bs, tenancy, ad = _setup(server)
     compartment = server.identity().create_compartment(
@@ -194,8 +207,12 @@ def test_lost_database_recovered_from_store(make_server: type[Server], tmp_path:
         assert_volume_holds(server, restored.id, image, tmp_path)
 
 
-def test_gc_runs_by_itself(make_server: type[Server], tmp_path: Path) -> None:
-    server = make_server(env={"OCIBV_GC_INTERVAL_SECONDS": "1", "OCIBV_GC_GRACE_SECONDS": "0"})
+def test_gc_runs_by_itself(
+    make_inprocess_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = make_inprocess_server(
+        env={"OCIBV_GC_INTERVAL_SECONDS": "1", "OCIBV_GC_GRACE_SECONDS": "0"}
+    )
     server.start()
     bs, tenancy, ad = _setup(server)
     volume = new_volume(bs, tenancy, ad, "collected")

@@ -5,13 +5,14 @@ INCREMENTAL restorable and moves the unique sizes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import oci
 import pytest
 
-from tests.e2e.images import (
+from tests.e2e.helpers import (
     assert_volume_holds,
     import_image,
     make_image,
@@ -20,9 +21,17 @@ from tests.e2e.images import (
     store_bytes,
     wait,
 )
-from tests.e2e.server import Server
+from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of this module's own: the store growth it measures is only its backups'."""
+    srv = InProcessServer(tmp_path_factory.mktemp("group-backups") / "data").start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 import oci
 import pytest
 
+from tests.e2e.helpers import new_volume, wait_volume
 from tests.e2e.server import OCIBV, VENV_BIN, Server
 
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
@@ -90,19 +91,6 @@ def overlaps(extents: list[tuple[int, int]], start: int, end: int) -> bool:
     return any(a < end and start < b for a, b in extents)
 
 
-def new_volume(bs: oci.core.BlockstorageClient, compartment: str, ad: str, gbs: int = 50) -> str:
-    vol = bs.create_volume(
-        oci.core.models.CreateVolumeDetails(
-            compartment_id=compartment, availability_domain=ad, size_in_gbs=gbs
-        )
-    ).data
-    return str(
-        oci.wait_until(
-            bs, bs.get_volume(vol.id), "lifecycle_state", "AVAILABLE", max_interval_seconds=1
-        ).data.id
-    )
-
-
 def refused(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     """The one-line message of a refused command (non-zero exit, message on stderr)."""
     assert proc.returncode != 0, f"expected a refusal, got success: {proc.stdout}"
@@ -123,7 +111,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 @pytest.fixture
 def volume(bs: oci.core.BlockstorageClient, compartment: str, ad: str) -> str:
-    return new_volume(bs, compartment, ad)
+    return new_volume(bs, compartment, ad, "imported")
 
 
 # --- import / export ----------------------------------------------------------------------
@@ -181,7 +169,7 @@ def test_image_larger_than_volume_is_refused(
     ad: str,
     tmp_path: Path,
 ) -> None:
-    volume = new_volume(bs, compartment, ad)
+    volume = new_volume(bs, compartment, ad, "keep")
     keep = tmp_path / "keep.img"
     keep.write_bytes(os.urandom(64 * KiB))
     server.ocibv("volume", "import", volume, str(keep))
@@ -354,9 +342,7 @@ def test_deleted_volume_is_refused(
     server: Server, bs: oci.core.BlockstorageClient, volume: str, tmp_path: Path
 ) -> None:
     bs.delete_volume(volume)
-    oci.wait_until(
-        bs, bs.get_volume(volume), "lifecycle_state", "TERMINATED", max_interval_seconds=1
-    )
+    wait_volume(bs, volume, "TERMINATED")
     out = tmp_path / "out.img"
     refused(server.ocibv("volume", "export", volume, str(out), check=False), "not found")
     image = tmp_path / "img"

@@ -12,19 +12,19 @@ from typing import Any
 
 import oci
 
+from tests.e2e.helpers import wait_group, wait_volume
 from tests.e2e.server import Server
 
 MiB = 1024 * 1024
 KILL_DELAY_SECONDS = "10"  # every job sleeps this long: the kill lands well inside it
-WAIT = {"max_interval_seconds": 1, "max_wait_seconds": 60}
 
 
 def _wait_volume(bs: oci.core.BlockstorageClient, volume_id: str, state: str) -> Any:
-    return oci.wait_until(bs, bs.get_volume(volume_id), "lifecycle_state", state, **WAIT).data
+    return wait_volume(bs, volume_id, state)
 
 
 def _wait_group(bs: oci.core.BlockstorageClient, group_id: str, state: str) -> Any:
-    return oci.wait_until(bs, bs.get_volume_group(group_id), "lifecycle_state", state, **WAIT).data
+    return wait_group(bs, group_id, state)
 
 
 def _new_compartment(srv: Server) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 import oci
 import pytest
 
-from tests.e2e.images import new_volume, wait
-from tests.e2e.server import Server
+from tests.e2e.helpers import new_volume, wait
+from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
 
@@ -18,8 +18,8 @@ M = oci.core.models
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A server whose jobs wait 2 s before they start: requests in flight are observable."""
-    server = Server(tmp_path_factory.mktemp("slow") / "data",
-                    env={"OCIBV_JOB_DELAY_SECONDS": "2"}).start()
+    server = InProcessServer(tmp_path_factory.mktemp("slow") / "data",
+                             env={"OCIBV_JOB_DELAY_SECONDS": "2"}).start()
     bs = server.blockstorage()
     tenancy = server.config()["tenancy"]
     ad = server.identity().list_availability_domains(tenancy).data[0].name

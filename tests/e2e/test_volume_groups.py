@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import oci
 import pytest
 
 from tests.e2e.helpers import (
+    AD1,
+    AD2,
     M,
     create_group,
     create_volume,
@@ -21,18 +23,6 @@ from tests.e2e.helpers import (
     write_image,
 )
 from tests.e2e.server import Server
-
-AD1, AD2 = "Uocm:PHX-AD-1", "Uocm:PHX-AD-2"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(
-        tmp_path_factory.mktemp("ocibv") / "data",
-        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
-    ).start()
-    yield srv
-    srv.stop()
 
 
 def volumes(bs: oci.core.BlockstorageClient, compartment: str, n: int, ad: str = AD1) -> list[str]:
@@ -162,9 +152,9 @@ def test_members_must_be_available_and_in_the_ad(
     assert bs.get_volume(here).data.volume_group_id is None
 
 
-def test_with_slow_jobs(make_server: type[Server]) -> None:
+def test_with_slow_jobs(make_inprocess_server: Callable[..., Server]) -> None:
     """Jobs are held back 1 s here, so work in progress can be observed and raced."""
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
+    srv = make_inprocess_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
 

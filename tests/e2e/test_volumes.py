@@ -1,12 +1,12 @@
 """Volumes end to end (spec §1.1, §2.5, §3.1, §3.8): the official SDK (and the CLI for a
-representative subset) against a spawned server with two availability domains."""
+representative subset) against the shared server with two availability domains."""
 
 from __future__ import annotations
 
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +14,8 @@ import oci
 import pytest
 
 from tests.e2e.helpers import (
+    AD1,
+    AD2,
     GIB,
     M,
     create_group,
@@ -28,18 +30,6 @@ from tests.e2e.helpers import (
 from tests.e2e.raw import RawClient
 from tests.e2e.server import Server
 
-AD1, AD2 = "Uocm:PHX-AD-1", "Uocm:PHX-AD-2"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(
-        tmp_path_factory.mktemp("ocibv") / "data",
-        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
-    ).start()
-    yield srv
-    srv.stop()
-
 
 def ids(items: list[oci.core.models.Volume]) -> list[str]:
     return [v.id for v in items]
@@ -48,9 +38,9 @@ def ids(items: list[oci.core.models.Volume]) -> list[str]:
 # --- create / get ---------------------------------------------------------------------------
 
 
-def test_lifecycle_states_with_slow_jobs(make_server: type[Server]) -> None:
+def test_lifecycle_states_with_slow_jobs(make_inprocess_server: Callable[..., Server]) -> None:
     """With every job held back for 1 s, each intermediate state is observable."""
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
+    srv = make_inprocess_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
     ad = srv.identity().list_availability_domains(tenancy).data[0].name

@@ -7,7 +7,7 @@ import http.client
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,8 +130,8 @@ def test_request_id_on_every_response(
 # --- etags ----------------------------------------------------------------------------------
 
 
-def test_etag_changes_on_every_change(make_server: type[Server]) -> None:
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
+def test_etag_changes_on_every_change(make_inprocess_server: Callable[..., Server]) -> None:
+    srv = make_inprocess_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
     ad = srv.identity().list_availability_domains(tenancy).data[0].name
@@ -270,10 +270,10 @@ def test_retry_token_not_consumed_by_a_failed_request(
         bs.create_volume(good, opc_retry_token="x" * 65)
 
 
-def test_retry_token_of_a_purged_volume(make_server: type[Server]) -> None:
+def test_retry_token_of_a_purged_volume(make_inprocess_server: Callable[..., Server]) -> None:
     """Once the volume a token created is gone for good, the token is spent: 409
     InvalidatedRetryToken (tombstones are kept 1 s on this server)."""
-    srv = make_server(env={"OCIBV_TOMBSTONE_SECONDS": "1"}).start()
+    srv = make_inprocess_server(env={"OCIBV_TOMBSTONE_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
     details = M.CreateVolumeDetails(
