@@ -27,6 +27,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """A fresh in-process server (AD1 and AD2) for the one module that asks; a module that
+    must not share (it measures or damages the whole data dir) overrides ``server`` with it."""
+    srv = InProcessServer(
+        tmp_path_factory.mktemp("own") / "data",
+        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
+    ).start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Build spawned ``ocibv serve`` servers the test starts, stops and kills itself (restarts,

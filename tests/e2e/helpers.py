@@ -17,6 +17,8 @@ from typing import Any
 import oci
 import pytest
 
+from ocibv.config import Settings
+from ocibv.services.container import Services
 from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
@@ -230,21 +232,33 @@ def allocated(path: Path) -> int:
     return sum(end - start for start, end in data_extents(path))
 
 
-def import_image(server: Server, volume_id: str, image: Path) -> None:
-    """``ocibv volume import``; in process when the server is (the command itself is tested
-    in test_import_export)."""
+@contextmanager
+def admin_services(server: Server) -> Iterator[Services]:
+    """What an ``ocibv`` admin command opens on the server's data dir, in this process: the
+    in-process server's own services, or a second ``Services`` beside a spawned server (as
+    the command would be)."""
     if isinstance(server, InProcessServer) and server.services is not None:
-        server.services.volume_data.import_volume(volume_id, image)
-    else:
-        server.ocibv("volume", "import", volume_id, str(image))
+        yield server.services
+        return
+    services = Services(Settings.load(server.data_dir))
+    services.migrate()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+def import_image(server: Server, volume_id: str, image: Path) -> None:
+    """What ``ocibv volume import`` does, in process (the command itself is tested in
+    test_import_export)."""
+    with admin_services(server) as services:
+        services.volume_data.import_volume(volume_id, image)
 
 
 def export_volume(server: Server, volume_id: str, dest: Path) -> None:
-    """``ocibv volume export``; in process when the server is."""
-    if isinstance(server, InProcessServer) and server.services is not None:
-        server.services.volume_data.export_volume(volume_id, dest)
-    else:
-        server.ocibv("volume", "export", volume_id, str(dest))
+    """What ``ocibv volume export`` does, in process."""
+    with admin_services(server) as services:
+        services.volume_data.export_volume(volume_id, dest)
 
 
 def assert_volume_holds(server: Server, volume_id: str, image: Path, tmp: Path) -> None:

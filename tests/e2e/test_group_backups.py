@@ -5,7 +5,6 @@ INCREMENTAL restorable and moves the unique sizes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.e2e.helpers import (
     scatter_writes,
     store_bytes,
     wait,
+    wait_until,
 )
 from tests.e2e.server import InProcessServer, Server
 
@@ -27,11 +27,9 @@ M = oci.core.models
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of this module's own: the store growth it measures is only its backups'."""
-    srv = InProcessServer(tmp_path_factory.mktemp("group-backups") / "data").start()
-    yield srv
-    srv.stop()
+def server(own_server: InProcessServer) -> Server:
+    """This module's own server: the store growth it measures is only its backups'."""
+    return own_server
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +68,10 @@ def scenario(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         body=body, response_type="VolumeGroupBackup",
     ).data
     full = wait(bs, bs.get_volume_group_backup(created.id), "AVAILABLE")
+    # The unique size is worked out just after the backup turns AVAILABLE.
+    wait_until(lambda: bs.get_volume_group_backup(created.id).data.unique_size_in_mbs > 0,
+               "the FULL's unique size")
+    full = bs.get_volume_group_backup(created.id).data
     store_after_full = store_bytes(server)
 
     inc_images = []

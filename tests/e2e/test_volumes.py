@@ -7,7 +7,6 @@ import errno
 import os
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import oci
@@ -21,7 +20,6 @@ from tests.e2e.helpers import (
     create_group,
     create_volume,
     image_path,
-    per_thread,
     read_image,
     service_error,
     wait_volume,
@@ -674,30 +672,3 @@ def test_cli_errors(server: Server, compartment: str) -> None:
     assert "sizeInGBs" in too_small.error["message"]
 
 
-# --- compartments ---------------------------------------------------------------------------
-
-
-def test_compartment_holding_a_volume_is_not_deleted(
-    server: Server,
-    bs: oci.core.BlockstorageClient,
-    identity: oci.identity.IdentityClient,
-    compartment: str,
-) -> None:
-    """However many terminated volumes a compartment also holds, one live volume keeps it."""
-    live = create_volume(bs, compartment, AD1, display_name="still here")
-
-    client = per_thread(server.blockstorage)
-
-    def churn(_: int) -> None:
-        vol = create_volume(client(), compartment, AD1)
-        client().delete_volume(vol.id)
-        wait_volume(client(), vol.id, "TERMINATED")
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(churn, range(101)))
-    with service_error(409, "Conflict", live.id):
-        identity.delete_compartment(compartment)
-    assert identity.get_compartment(compartment).data.lifecycle_state == "ACTIVE"
-    bs.delete_volume(live.id)
-    wait_volume(bs, live.id, "TERMINATED")
-    assert identity.delete_compartment(compartment).status == 204

@@ -25,9 +25,6 @@ from ocibv.engine.manifest import (
     save_group_manifest,
     save_manifest,
 )
-from tests.engine.store_helpers import backend
-
-__all__ = ["backend"]
 
 D = [blake3.blake3(bytes([n])).hexdigest() for n in range(6)]
 

@@ -49,7 +49,7 @@ def settings(
 ) -> Settings:
     monkeypatch.setenv("OCIBV_DATABASE_URL", database_url)
     monkeypatch.setenv("OCIBV_STORE_URL", store_url)
-    return Settings.load(tmp_path / "data", availability_domains=[AD1, AD2])
+    return Settings.load(tmp_path / "srv" / "data", availability_domains=[AD1, AD2])
 
 
 @pytest.fixture

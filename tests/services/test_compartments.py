@@ -17,9 +17,10 @@ from tests.services.conftest import Cloud
 def test_compartment_holding_a_live_volume_is_not_deleted(cloud: Cloud) -> None:
     identity = cloud.services.identity
     live = cloud.volume(display_name="still here")
-    for _ in range(5):  # however many terminated volumes it also holds
-        gone = cloud.volume()
-        cloud.services.volumes.delete_volume(cloud.caller, gone, None)
+    for _ in range(101):  # however many terminated volumes it also holds (more than a page)
+        gone = cloud.create_volume()
+        cloud.settle()
+        cloud.services.volumes.delete_volume(cloud.caller, gone.id, None)
     cloud.settle()
     with pytest.raises(Conflict, match=live):
         identity.delete_compartment(cloud.caller, cloud.compartment, None)

@@ -82,22 +82,56 @@ def test_an_import_holds_the_volume_against_the_api(cloud: Cloud) -> None:
     cloud.services.volumes.delete_volume(cloud.caller, vol, None)
 
 
+def files_around(root: Path, data_dir: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under ``root`` outside ``data_dir``: size and mtime."""
+    return {
+        p: (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and data_dir not in p.parents
+    }
+
+
 @pytest.mark.parametrize(
-    "bad_id", ["../../etc/passwd", "ocid1.volume.oc1.phx.aaaaaaaa/../../../victim", "/etc/x", ""]
+    "bad_id",
+    [
+        "../../etc/passwd",
+        "../../victim",
+        "ocid1.volume.oc1.phx.aaaaaaaa/../../../victim",
+        "/etc/passwd",
+        "",
+    ],
 )
 def test_malformed_ids_touch_no_file(cloud: Cloud, image: Path, bad_id: str) -> None:
-    with pytest.raises(NotAuthorizedOrNotFound):
+    data_dir = cloud.services.settings.data_dir
+    root = data_dir.parent
+    (root / "etc").mkdir(exist_ok=True)  # where a path built from the id would land
+    for victim in (root / "etc" / "passwd.img", root / "victim.img", root / "victim"):
+        victim.write_bytes(b"precious")
+    before = files_around(root, data_dir)
+    volumes = sorted(cloud.services.settings.volumes_dir.glob("*"))
+    out = image.with_name("out")
+    with pytest.raises(NotAuthorizedOrNotFound, match="not a volume"):
         cloud.services.volume_data.import_volume(bad_id, image)
-    with pytest.raises(NotAuthorizedOrNotFound):
-        cloud.services.volume_data.export_volume(bad_id, image.with_name("out"))
-    assert not image.with_name("out").exists()
+    with pytest.raises(NotAuthorizedOrNotFound, match="not a volume"):
+        cloud.services.volume_data.export_volume(bad_id, out)
+    assert not out.exists()
+    assert files_around(root, data_dir) == before
+    assert sorted(cloud.services.settings.volumes_dir.glob("*")) == volumes
 
 
-def test_unknown_and_deleted_volumes(cloud: Cloud, image: Path) -> None:
+def test_unknown_deleted_and_other_kinds_refused(
+    cloud: Cloud, image: Path, tmp_path: Path
+) -> None:
     vol = cloud.volume()
     cloud.services.volumes.delete_volume(cloud.caller, vol, None)
     cloud.settle()
+    out = tmp_path / "out"
     for missing in (vol, "ocid1.volume.oc1.phx.aaaaaaaa" + "x" * 52):
-        with pytest.raises(NotAuthorizedOrNotFound):
+        with pytest.raises(NotAuthorizedOrNotFound, match="not found"):
             cloud.services.volume_data.import_volume(missing, image)
+        with pytest.raises(NotAuthorizedOrNotFound, match="not found"):
+            cloud.services.volume_data.export_volume(missing, out)
         assert not cloud.services.settings.volume_path(missing).exists()
+    with pytest.raises(NotAuthorizedOrNotFound, match="not a volume"):
+        cloud.services.volume_data.export_volume(cloud.compartment, out)
+    assert not out.exists()
