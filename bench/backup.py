@@ -327,7 +327,7 @@ def ocibv_step(args: argparse.Namespace) -> None:
     from ocibv.engine.backends import LocalBackend
     from ocibv.engine.backup import backup_volume, restore_volume
     from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore
-    from ocibv.engine.manifest import load_manifest
+    from ocibv.engine.manifest import FULL, INCREMENTAL, load_manifest
 
     store = ChunkStore(LocalBackend(Path(args.store)))
     chunk_size = args.chunk_size or DEFAULT_CHUNK_SIZE
@@ -339,7 +339,7 @@ def ocibv_step(args: argparse.Namespace) -> None:
             backup_id="full",
             volume_id="vol",
             chunk_size=chunk_size,
-            full=True,
+            backup_type=FULL,
             workers=args.workers,
         )
     elif args.step == "INCREMENTAL":
@@ -351,7 +351,7 @@ def ocibv_step(args: argparse.Namespace) -> None:
             volume_id="vol",
             chunk_size=chunk_size,
             previous=previous,
-            full=False,
+            backup_type=INCREMENTAL,
             workers=args.workers,
         )
     else:

@@ -23,6 +23,7 @@ from backup import SEGMENT, build_image, change_image, copy_image, du
 from ocibv.engine.backends import LocalBackend
 from ocibv.engine.backup import backup_volume
 from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.manifest import FULL, INCREMENTAL
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,7 +41,7 @@ def one(base: Path, work: Path, chunk_size: int, workers: int, run: int) -> dict
         backup_id="full",
         volume_id="v",
         chunk_size=chunk_size,
-        full=True,
+        backup_type=FULL,
         workers=workers,
     )
     full_s = time.perf_counter() - start
@@ -54,7 +55,7 @@ def one(base: Path, work: Path, chunk_size: int, workers: int, run: int) -> dict
         volume_id="v",
         chunk_size=chunk_size,
         previous=full,
-        full=False,
+        backup_type=INCREMENTAL,
         workers=workers,
     )
     incr_s = time.perf_counter() - start

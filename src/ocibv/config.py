@@ -34,10 +34,9 @@ class Settings:
     job_delay_seconds: float = field(
         default_factory=lambda: _env_float("OCIBV_JOB_DELAY_SECONDS", 0.0)
     )
-    # Test knob: the length of a retention "day" (so tests can watch a retention expire).
-    retention_day_seconds: float = field(
-        default_factory=lambda: _env_float("OCIBV_RETENTION_DAY_SECONDS", 86400.0)
-    )
+    # Test hook: jobs pause at the step named in ``<data_dir>/pause-at`` (``jobs.context``),
+    # so a test can kill -9 the process at exactly that moment.
+    test_hooks: bool = field(default_factory=lambda: os.environ.get("OCIBV_TEST_HOOKS") == "1")
     gc_interval_seconds: float = field(
         default_factory=lambda: _env_float("OCIBV_GC_INTERVAL_SECONDS", 3600.0)
     )

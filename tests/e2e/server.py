@@ -131,7 +131,6 @@ class Server:
 SETTINGS_FROM_ENV = {
     "OCIBV_JOB_DELAY_SECONDS": "job_delay_seconds",
     "OCIBV_TOMBSTONE_SECONDS": "tombstone_seconds",
-    "OCIBV_RETENTION_DAY_SECONDS": "retention_day_seconds",
     "OCIBV_GC_INTERVAL_SECONDS": "gc_interval_seconds",
     "OCIBV_GC_GRACE_SECONDS": "gc_grace_seconds",
 }

@@ -13,7 +13,7 @@ from ocibv.engine.backends import LocalBackend
 from ocibv.engine.backup import backup_volume, collect_garbage, restore_volume
 from ocibv.engine.chunk_store import ChunkStore, chunk_digest, chunk_key
 from ocibv.engine.errors import ChunkNotFound, IntegrityError
-from ocibv.engine.manifest import delete_manifest, list_manifests, load_manifest
+from ocibv.engine.manifest import FULL, INCREMENTAL, delete_manifest, list_manifests, load_manifest
 from tests.engine.store_helpers import (
     KIB,
     MIB,
@@ -42,7 +42,7 @@ def test_roundtrip_keeps_bytes_and_holes(store: ChunkStore, tmp_path: Path) -> N
         backup_id="b1",
         volume_id="v",
         chunk_size=CS,
-        full=True,
+        backup_type=FULL,
         progress=lambda d, t: seen.append((d, t)),
     )
     assert load_manifest(store.backend, "b1") == m
@@ -63,7 +63,7 @@ def test_holes_are_never_read(tmp_path: Path) -> None:
     store = ChunkStore(LocalBackend(tmp_path / "s"))
     image = write_image(tmp_path / "huge.img", 1 << 40, [(1 << 39, b"data" * 1000)])  # 1 TiB
     start = time.monotonic()
-    m = backup_volume(store, image, backup_id="big", volume_id="v", full=True)
+    m = backup_volume(store, image, backup_id="big", volume_id="v", backup_type=FULL)
     assert time.monotonic() - start < 5  # reading 1 TiB of holes would take minutes
     assert [e.chunk_index for e in m.chunks] == [(1 << 39) // m.chunk_size]
 
@@ -71,14 +71,22 @@ def test_holes_are_never_read(tmp_path: Path) -> None:
 def test_incremental_stores_only_changed_chunks(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "vol.img")
     original = sha256(image)
-    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    full = backup_volume(
+        store, image, backup_id="full", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     before = chunk_count(store)
     with open(image, "r+b") as f:  # three changed chunks: one of them in a former hole
         for offset in (1 * MIB + 100, 8 * MIB + 5000, 20 * MIB):
             f.seek(offset)
             f.write(random_bytes(4096, offset))
     incr = backup_volume(
-        store, image, backup_id="incr", volume_id="v", chunk_size=CS, previous=full, full=False
+        store,
+        image,
+        backup_id="incr",
+        volume_id="v",
+        chunk_size=CS,
+        previous=full,
+        backup_type=INCREMENTAL,
     )
     assert incr.type == "INCREMENTAL"
     assert chunk_count(store) == before + 3
@@ -91,12 +99,20 @@ def test_incremental_stores_only_changed_chunks(store: ChunkStore, tmp_path: Pat
 
 def test_deleting_the_full_never_breaks_the_incremental(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "vol.img")
-    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    full = backup_volume(
+        store, image, backup_id="full", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     with open(image, "r+b") as f:
         f.seek(2 * MIB)
         f.write(random_bytes(CS, 9))
     incr = backup_volume(
-        store, image, backup_id="incr", volume_id="v", chunk_size=CS, previous=full, full=False
+        store,
+        image,
+        backup_id="incr",
+        volume_id="v",
+        chunk_size=CS,
+        previous=full,
+        backup_type=INCREMENTAL,
     )
     delete_manifest(store.backend, "full")
     report = collect_garbage(store, [incr], grace_seconds=0, now=time.time() + 60)
@@ -108,7 +124,9 @@ def test_deleting_the_full_never_breaks_the_incremental(store: ChunkStore, tmp_p
 
 def test_changed_ranges_read_only_those_chunks(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "vol.img")
-    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    full = backup_volume(
+        store, image, backup_id="full", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     with open(image, "r+b") as f:
         f.seek(1 * MIB)
         f.write(random_bytes(100, 10))  # reported as changed
@@ -122,7 +140,7 @@ def test_changed_ranges_read_only_those_chunks(store: ChunkStore, tmp_path: Path
         volume_id="v",
         chunk_size=CS,
         previous=full,
-        full=False,
+        backup_type=INCREMENTAL,
         changed_ranges=[(1 * MIB, 100)],
         progress=lambda d, t: totals.append(t),
     )
@@ -138,7 +156,9 @@ def test_changed_ranges_read_only_those_chunks(store: ChunkStore, tmp_path: Path
 
 def test_changed_ranges_handle_growth_and_zeroing(store: ChunkStore, tmp_path: Path) -> None:
     image = write_image(tmp_path / "vol.img", 1 * MIB + 100, [(0, random_bytes(1 * MIB + 100, 1))])
-    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    full = backup_volume(
+        store, image, backup_id="full", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     os.truncate(image, 2 * MIB)  # the volume grew: the old partial last chunk is now full
     with open(image, "r+b") as f:
         f.write(bytes(CS))  # chunk 0 zeroed: it must disappear from the manifest
@@ -149,7 +169,7 @@ def test_changed_ranges_handle_growth_and_zeroing(store: ChunkStore, tmp_path: P
         volume_id="v",
         chunk_size=CS,
         previous=full,
-        full=False,
+        backup_type=INCREMENTAL,
         changed_ranges=[(0, CS)],
     )
     assert incr.volume_size == 2 * MIB
@@ -160,7 +180,7 @@ def test_changed_ranges_handle_growth_and_zeroing(store: ChunkStore, tmp_path: P
 
 def test_restore_refuses_damaged_data(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "vol.img")
-    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, full=True)
+    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, backup_type=FULL)
     victim = m.chunks[len(m.chunks) // 2].digest
     damage(store.backend, chunk_key(victim))
     with pytest.raises(IntegrityError, match=victim):
@@ -172,15 +192,23 @@ def test_restore_refuses_damaged_data(store: ChunkStore, tmp_path: Path) -> None
 
 def test_full_repairs_what_incremental_trusts(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "vol.img")
-    first = backup_volume(store, image, backup_id="b1", volume_id="v", chunk_size=CS, full=True)
+    first = backup_volume(
+        store, image, backup_id="b1", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     victim = first.chunks[0].digest
     damage(store.backend, chunk_key(victim))
     backup_volume(
-        store, image, backup_id="b2", volume_id="v", chunk_size=CS, previous=first, full=False
+        store,
+        image,
+        backup_id="b2",
+        volume_id="v",
+        chunk_size=CS,
+        previous=first,
+        backup_type=INCREMENTAL,
     )
     with pytest.raises(IntegrityError):
         store.get_chunk(victim)  # an incremental deduplicates against what is there
-    backup_volume(store, image, backup_id="b3", volume_id="v", chunk_size=CS, full=True)
+    backup_volume(store, image, backup_id="b3", volume_id="v", chunk_size=CS, backup_type=FULL)
     restore_volume(store, first, tmp_path / "r.img")  # the old backup is whole again
     assert sha256(tmp_path / "r.img") == sha256(image)
 
@@ -194,7 +222,7 @@ def test_same_manifest_whatever_the_worker_count(store: ChunkStore, tmp_path: Pa
             backup_id=f"w{w}",
             volume_id="v",
             chunk_size=64 * KIB,
-            full=True,
+            backup_type=FULL,
             workers=w,
         ).chunks
         for w in (1, 3)
@@ -208,7 +236,9 @@ def test_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
     image = write_image(tmp_path / "vol.img", 48 * MIB, [(0, random_bytes(48 * MIB, 3))])
     tracemalloc.start()
     try:
-        m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, full=True)
+        m = backup_volume(
+            store, image, backup_id="b", volume_id="v", chunk_size=CS, backup_type=FULL
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

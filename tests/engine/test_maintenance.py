@@ -9,6 +9,7 @@ from pathlib import Path
 from ocibv.engine.backends import Backend, LocalBackend
 from ocibv.engine.backup import backup_volume, collect_garbage, restore_volume, scrub
 from ocibv.engine.chunk_store import ChunkStore, chunk_key
+from ocibv.engine.manifest import FULL, INCREMENTAL
 from tests.engine.store_helpers import (
     KIB,
     MIB,
@@ -31,8 +32,8 @@ def test_gc_deletes_only_old_unreferenced_chunks(store: ChunkStore, tmp_path: Pa
         4 * MIB,
         [(0, random_bytes(1 * MIB, 1)), (2 * MIB, random_bytes(1 * MIB, 2))],
     )
-    ma = backup_volume(store, a, backup_id="a", volume_id="va", chunk_size=CS, full=True)
-    mb = backup_volume(store, b, backup_id="b", volume_id="vb", chunk_size=CS, full=True)
+    ma = backup_volume(store, a, backup_id="a", volume_id="va", chunk_size=CS, backup_type=FULL)
+    mb = backup_volume(store, b, backup_id="b", volume_id="vb", chunk_size=CS, backup_type=FULL)
     only_a = ma.digests() - mb.digests()
     assert len(only_a) == 4 and len(ma.digests() & mb.digests()) == 4
     young = collect_garbage(store, [mb], grace_seconds=600)
@@ -51,7 +52,9 @@ def test_gc_during_a_backup_keeps_what_the_backup_relies_on(
 ) -> None:
     # 128 chunks, far more than the backup keeps in flight (workers=1: 4 threads x 2 x 4)
     image = write_image(tmp_path / "v.img", 32 * MIB, [(0, random_bytes(32 * MIB, 5))])
-    old = backup_volume(store, image, backup_id="old", volume_id="v", chunk_size=CS, full=True)
+    old = backup_volume(
+        store, image, backup_id="old", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     age_all(store.backend, "chunks/", 7200)  # the old backup's chunks are old...
     # ...and unreferenced: the old backup is deleted while a new one of the same data runs.
     runs: list[tuple[int, set[str], set[str]]] = []
@@ -71,7 +74,7 @@ def test_gc_during_a_backup_keeps_what_the_backup_relies_on(
         volume_id="v",
         chunk_size=CS,
         previous=old,
-        full=False,
+        backup_type=INCREMENTAL,
         progress=collect_midway,
     )
     deleted, met, gone = runs[0]
@@ -83,7 +86,9 @@ def test_gc_during_a_backup_keeps_what_the_backup_relies_on(
 
 def test_seal_stores_again_a_chunk_that_vanished(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "v.img")
-    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS, full=True)
+    full = backup_volume(
+        store, image, backup_id="full", volume_id="v", chunk_size=CS, backup_type=FULL
+    )
     victim = full.chunks[3].digest
     store.delete_chunk(victim)  # as if collected while the next backup ran
     incr = backup_volume(
@@ -93,7 +98,7 @@ def test_seal_stores_again_a_chunk_that_vanished(store: ChunkStore, tmp_path: Pa
         volume_id="v",
         chunk_size=CS,
         previous=full,
-        full=False,
+        backup_type=INCREMENTAL,
         changed_ranges=[],
     )  # reads nothing...
     assert store.has_chunk(victim)  # ...but re-stored the vanished chunk from the image
@@ -106,12 +111,18 @@ def test_scrub_names_damaged_and_missing_chunks_and_their_backups(
 ) -> None:
     store = ChunkStore(backend)
     image = mixed_image(tmp_path / "v.img")
-    b1 = backup_volume(store, image, backup_id="b1", volume_id="v", chunk_size=CS, full=True)
+    b1 = backup_volume(store, image, backup_id="b1", volume_id="v", chunk_size=CS, backup_type=FULL)
     with open(image, "r+b") as f:
         f.seek(1 * MIB)
         f.write(random_bytes(CS, 7))
     b2 = backup_volume(
-        store, image, backup_id="b2", volume_id="v", chunk_size=CS, previous=b1, full=False
+        store,
+        image,
+        backup_id="b2",
+        volume_id="v",
+        chunk_size=CS,
+        previous=b1,
+        backup_type=INCREMENTAL,
     )
     assert scrub(store, [b1, b2]).ok
     shared = b1.chunks[-1].digest
@@ -128,7 +139,7 @@ def test_scrub_names_damaged_and_missing_chunks_and_their_backups(
 
 def test_scrub_all_chunks_and_remove_damaged(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "v.img")
-    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, full=True)
+    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, backup_type=FULL)
     orphan = store.put_chunk(random_bytes(1000, 99)).digest
     damage(store.backend, chunk_key(orphan))
     assert scrub(store, [m]).ok  # only what the manifests name
@@ -139,7 +150,13 @@ def test_scrub_all_chunks_and_remove_damaged(store: ChunkStore, tmp_path: Path) 
     damage(store.backend, chunk_key(victim))
     assert scrub(store, [m], remove_damaged=True).damaged == {victim: ["b"]}
     again = backup_volume(
-        store, image, backup_id="b2", volume_id="v", chunk_size=CS, previous=m, full=False
+        store,
+        image,
+        backup_id="b2",
+        volume_id="v",
+        chunk_size=CS,
+        previous=m,
+        backup_type=INCREMENTAL,
     )  # an incremental now repairs it
     assert scrub(store, [m, again]).ok
 

@@ -1,4 +1,4 @@
-"""Manifests: exact round trip, checksum, layout, group manifests, unique sizes."""
+"""Manifests: exact round trip, checksum, layout, unique sizes."""
 
 from __future__ import annotations
 
@@ -8,23 +8,18 @@ import blake3
 import pytest
 
 from ocibv.engine.backends import Backend, MemoryBackend
-from ocibv.engine.backup import unique_stored_bytes
 from ocibv.engine.errors import BackendError, IntegrityError, ObjectNotFound
 from ocibv.engine.manifest import (
     ChunkEntry,
-    GroupManifest,
     Manifest,
     decode_manifest,
-    delete_group_manifest,
     delete_manifest,
     encode_manifest,
-    list_group_manifests,
     list_manifests,
-    load_group_manifest,
     load_manifest,
-    save_group_manifest,
     save_manifest,
 )
+from ocibv.services.backup_catalog import unique_bytes
 
 D = [blake3.blake3(bytes([n])).hexdigest() for n in range(6)]
 
@@ -99,23 +94,7 @@ def test_list_and_delete(backend: Backend) -> None:
         load_manifest(backend, "../b1")
 
 
-def test_group_manifest_roundtrip(backend: Backend) -> None:
-    g = GroupManifest(
-        group_backup_id="ocid1.volumegroupbackup.oc1..g",
-        volume_group_id="ocid1.volumegroup.oc1..vg",
-        member_backup_ids=["b1", "b2"],
-        created_at="2024-05-01T10:00:00.000Z",
-        meta={"displayName": "nightly", "freeformTags": {"k": "v"}, "sizeInGBs": 2},
-    )
-    save_group_manifest(backend, g)
-    assert list_group_manifests(backend) == [g.group_backup_id]
-    assert list_manifests(backend) == []
-    assert load_group_manifest(backend, g.group_backup_id) == g
-    delete_group_manifest(backend, g.group_backup_id)
-    assert list_group_manifests(backend) == []
-
-
-def test_unique_stored_bytes_grows_when_a_sharer_is_deleted() -> None:
+def test_unique_bytes_grow_when_a_sharer_is_deleted() -> None:
     full = manifest("full", [ChunkEntry(0, D[0], 1024, 100), ChunkEntry(1, D[1], 1024, 200)])
     incr = manifest(
         "incr",
@@ -125,7 +104,9 @@ def test_unique_stored_bytes_grows_when_a_sharer_is_deleted() -> None:
             ChunkEntry(2, D[2], 1024, 300),
         ],
     )
-    assert unique_stored_bytes(full, [full, incr]) == 200
-    assert unique_stored_bytes(incr, [full, incr]) == 300  # D[2] counted once: stored once
-    assert unique_stored_bytes(incr, [incr]) == 400  # the FULL is gone: D[0] is now unique
+    both = unique_bytes({"full": [full], "incr": [incr]})
+    assert both == {"full": 200, "incr": 300}  # D[2] counted once: stored once
+    assert unique_bytes({"incr": [incr]}) == {"incr": 400}  # the FULL is gone: D[0] is unique
+    # one owner holding both (a group backup): what they share is still its own
+    assert unique_bytes({"group": [full, incr]}) == {"group": 600}
     assert manifest("x").stored_bytes == 500 + 1026 + 50

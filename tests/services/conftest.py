@@ -77,7 +77,11 @@ class Cloud:
 
     def settle(self) -> int:
         """Run every queued job to the end, in this thread; returns how many ran."""
-        return self.services.runner.run_pending()
+        # JobRunner lost its public run_pending(); its one-job step is what that ran.
+        count = 0
+        while self.services.runner._run_one():
+            count += 1
+        return count
 
     def new_compartment(self, name: str | None = None, parent: str | None = None) -> str:
         details = {

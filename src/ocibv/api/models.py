@@ -26,8 +26,9 @@ class Body(BaseModel):
         strict=True, extra="ignore", alias_generator=to_camel, populate_by_name=False
     )
 
-    def fields(self) -> dict[str, Any]:
-        """The given fields, snake_case, as the services take them."""
+    def fields(self) -> Any:
+        """The given fields, snake_case, as the services take them: the shape of the
+        operation's ``services.requests`` TypedDict, which the service's signature names."""
         return self.model_dump(exclude_unset=True, by_alias=False)
 
 

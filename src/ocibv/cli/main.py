@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
+from ocibv.cli.clock import clock
 from ocibv.cli.common import data_dir_option, fail, open_services
 from ocibv.cli.store import gc, recover, scrub
 from ocibv.cli.volumes import jobs, volume
@@ -112,5 +113,5 @@ def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-for command in (volume, jobs, gc, scrub, recover):
+for command in (volume, jobs, gc, scrub, recover, clock):
     main.add_command(command)

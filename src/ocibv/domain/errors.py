@@ -91,3 +91,9 @@ class MethodNotImplemented(OciError):
 
 class InternalServerError(OciError):
     status, code = 500, "InternalServerError"
+
+
+class ServiceUnavailable(OciError):
+    """Retryable: the service cannot take the request now (e.g. its storage is full)."""
+
+    status, code = 503, "ServiceUnavailable"

@@ -35,15 +35,6 @@ VOLUME_BACKUP_STATES: Final = (
     FAULTY,
     REQUEST_RECEIVED,
 )
-VOLUME_GROUP_BACKUP_STATES: Final = (
-    REQUEST_RECEIVED,
-    CREATING,
-    COMMITTED,
-    AVAILABLE,
-    TERMINATING,
-    TERMINATED,
-    FAULTY,
-)
 COMPARTMENT_STATES: Final = ("CREATING", ACTIVE, "INACTIVE", DELETING, DELETED)
 
 # kind -> state -> states it may move to.
@@ -67,7 +58,7 @@ TRANSITIONS: Final[dict[str, dict[str, frozenset[str]]]] = {
     "volumebackup": {
         REQUEST_RECEIVED: frozenset({CREATING, FAULTY, TERMINATING}),
         CREATING: frozenset({AVAILABLE, FAULTY}),
-        AVAILABLE: frozenset({TERMINATING, FAULTY}),  # FAULTY: its group backup failed
+        AVAILABLE: frozenset({TERMINATING}),  # AVAILABLE is final: it stays restorable
         FAULTY: frozenset({TERMINATING}),
         TERMINATING: frozenset({TERMINATED}),
         TERMINATED: frozenset(),

@@ -15,6 +15,7 @@ that one).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,19 @@ from ocibv.domain.errors import Conflict, InvalidParameter
 
 MAX_DAYS = 36500
 MAX_YEARS = 100
+
+# The retention fields of a backup (snake_case attribute names).
+RETENTION_FIELDS = (
+    "retention_period",
+    "is_prevent_deletion_enabled",
+    "is_retention_lock_enabled",
+    "is_indefinite_retention_enabled",
+)
+
+
+def point_in_time(created_us: int) -> datetime:
+    """A backup's point in time (its ``timeCreated``), from which its retention runs."""
+    return datetime.fromtimestamp(created_us / 1e6, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ class Retention:
     indefinite: bool = False
 
     @classmethod
-    def from_attrs(cls, attrs: dict[str, object]) -> Retention:
+    def from_attrs(cls, attrs: Mapping[str, object]) -> Retention:
         period = attrs.get("retention_period") or {}
         assert isinstance(period, dict)
         return cls(
@@ -44,13 +58,11 @@ class Retention:
             indefinite=bool(attrs.get("is_indefinite_retention_enabled")),
         )
 
-    def expires_at(self, point_in_time: datetime, day_seconds: float = 86400) -> datetime | None:
+    def expires_at(self, point_in_time: datetime) -> datetime | None:
         if self.unit is None or self.amount is None:
             return None
         if self.unit == "DAYS":
-            return point_in_time + timedelta(seconds=self.amount * day_seconds)
-        if day_seconds != 86400:  # test clock: a year is 365 short days
-            return point_in_time + timedelta(seconds=self.amount * 365 * day_seconds)
+            return point_in_time + timedelta(days=self.amount)
         try:
             return point_in_time.replace(year=point_in_time.year + self.amount)
         except ValueError:  # 29 February
@@ -120,3 +132,9 @@ def _fmt(moment: datetime | None) -> str:
     if moment is None:
         return "it is cleared"
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expires_us(attrs: Mapping[str, object], created_us: int) -> int | None:
+    """``timeRetentionExpiresAt`` of a backup created at ``created_us``, in microseconds."""
+    expires = Retention.from_attrs(attrs).expires_at(point_in_time(created_us))
+    return int(expires.timestamp() * 1_000_000) if expires else None

@@ -24,8 +24,7 @@ from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore
 from ocibv.engine.errors import IntegrityError, VolumeImageError
 from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
-    FULL,
-    INCREMENTAL,
+    BackupType,
     ChunkEntry,
     Manifest,
     save_manifest,
@@ -41,7 +40,6 @@ __all__ = [
     "collect_garbage",
     "restore_volume",
     "scrub",
-    "unique_stored_bytes",
 ]
 
 Progress = Callable[[int, int], None]
@@ -137,7 +135,7 @@ def backup_volume(
     volume_id: str,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     previous: Manifest | None = None,
-    full: bool,
+    backup_type: BackupType,
     changed_ranges: Iterable[tuple[int, int]] | None = None,
     progress: Progress | None = None,
     workers: int = 2,
@@ -146,7 +144,7 @@ def backup_volume(
 ) -> Manifest:
     """Back up the image at ``image_path`` (a stable snapshot) and return its saved manifest.
 
-    FULL (``full=True``) reads every allocated chunk and stores it with ``verify_existing``,
+    FULL reads every allocated chunk and stores it with ``verify_existing``,
     so it repairs damaged or missing chunks. INCREMENTAL reads every allocated chunk too but
     stores only chunks not already present. When ``changed_ranges`` (byte ``(offset,
     length)`` pairs) is given with ``previous`` of the same chunk size, an INCREMENTAL reads
@@ -164,6 +162,7 @@ def backup_volume(
         fd = os.open(image_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise VolumeImageError(f"cannot open volume image {image_path}: {exc}") from exc
+    full = backup_type == BackupType.FULL
     try:
         size = os.fstat(fd).st_size
         reader = _ImageReader(fd, size, chunk_size)
@@ -225,7 +224,7 @@ def backup_volume(
             volume_size=size,
             chunk_size=chunk_size,
             created_at=created_at or _now_iso(),
-            type=FULL if full else INCREMENTAL,
+            type=backup_type,
             chunks=chunks,
             group_backup_id=group_backup_id,
         )
@@ -320,17 +319,3 @@ def restore_volume(
         raise VolumeImageError(f"restore to {target_path} failed: {exc}") from exc
     finally:
         os.close(fd)
-
-
-def unique_stored_bytes(target: Manifest, others: Iterable[Manifest]) -> int:
-    """Stored bytes of the chunks of ``target`` that no other manifest names.
-
-    What deleting ``target`` alone would free (OCI's ``uniqueSizeInGBs``); ``others`` may
-    include ``target`` itself, which is ignored.
-    """
-    shared: set[str] = set()
-    for other in others:
-        if other.backup_id != target.backup_id:
-            shared |= other.digests()
-    unique = {e.digest: e.stored_size for e in target.chunks if e.digest not in shared}
-    return sum(unique.values())

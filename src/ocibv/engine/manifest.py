@@ -3,12 +3,11 @@
 A volume backup's :class:`Manifest` lists, for every chunk of the volume that is not all
 zeros, its index and the chunk that holds it; absent indices restore as zeros (holes). Every
 manifest is complete on its own: FULL and INCREMENTAL differ in what was read, not in what a
-restore needs. A :class:`GroupManifest` ties the member backups of one volume group backup
-together and carries caller metadata (``meta``) so a catalog can be rebuilt from the store.
+restore needs.
 
-Stored as ``manifests/<backup_id>.json`` and ``group-manifests/<group_backup_id>.json``, each
-the bytes ``{"checksum":"<64 hex>","manifest":BODY}`` where BODY is a JSON object and the
-checksum is BLAKE3-256 of exactly the BODY bytes. See ``docs/design.md``.
+Stored as ``manifests/<backup_id>.json``, the bytes
+``{"checksum":"<64 hex>","manifest":BODY}`` where BODY is a JSON object and the checksum
+is BLAKE3-256 of exactly the BODY bytes. See ``docs/design.md``.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import blake3
@@ -26,11 +26,19 @@ from ocibv.engine.errors import BackendError, IntegrityError, ObjectNotFound
 
 MANIFEST_FORMAT = 1
 MANIFEST_PREFIX = "manifests/"
-GROUP_MANIFEST_PREFIX = "group-manifests/"
 KIND_VOLUME = "volume_backup"
-KIND_GROUP = "volume_group_backup"
-FULL = "FULL"
-INCREMENTAL = "INCREMENTAL"
+
+
+class BackupType(StrEnum):
+    """What a backup read: every allocated chunk (FULL) or what changed (INCREMENTAL). One
+    form from the API request to the manifest; a restore needs the same either way."""
+
+    FULL = "FULL"
+    INCREMENTAL = "INCREMENTAL"
+
+
+FULL = BackupType.FULL
+INCREMENTAL = BackupType.INCREMENTAL
 
 _ID_RE = re.compile(r"[a-z0-9_-][a-z0-9._-]{0,254}")
 _HEAD = b'{"checksum":"'
@@ -56,7 +64,7 @@ class Manifest:
     volume_size: int
     chunk_size: int
     created_at: str
-    type: str
+    type: BackupType
     chunks: list[ChunkEntry] = field(default_factory=list)
     group_backup_id: str | None = None
     format: int = MANIFEST_FORMAT
@@ -81,18 +89,6 @@ class Manifest:
         return sum({e.digest: e.stored_size for e in self.chunks}.values())
 
 
-@dataclass
-class GroupManifest:
-    """One volume group backup: its member volume backups plus opaque caller metadata."""
-
-    group_backup_id: str
-    volume_group_id: str
-    member_backup_ids: list[str]
-    created_at: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    format: int = MANIFEST_FORMAT
-
-
 def validate_id(backup_id: str) -> str:
     """Return ``backup_id`` if it can name a manifest object, else raise BackendError."""
     if not isinstance(backup_id, str) or not _ID_RE.fullmatch(backup_id):
@@ -103,11 +99,6 @@ def validate_id(backup_id: str) -> str:
 def manifest_key(backup_id: str) -> str:
     """Store key of a volume backup's manifest."""
     return f"{MANIFEST_PREFIX}{validate_id(backup_id)}.json"
-
-
-def group_manifest_key(group_backup_id: str) -> str:
-    """Store key of a volume group backup's manifest."""
-    return f"{GROUP_MANIFEST_PREFIX}{validate_id(group_backup_id)}.json"
 
 
 def _seal(body: dict[str, Any]) -> bytes:
@@ -164,7 +155,7 @@ def decode_manifest(blob: bytes, *, what: str = "manifest") -> Manifest:
             volume_size=int(doc["volume_size"]),
             chunk_size=int(doc["chunk_size"]),
             created_at=str(doc["created_at"]),
-            type=str(doc["type"]),
+            type=BackupType(doc["type"]),
             chunks=[ChunkEntry(int(i), str(d), int(s), int(t)) for i, d, s, t in doc["chunks"]],
             group_backup_id=doc["group_backup_id"],
         )
@@ -190,38 +181,6 @@ def check_manifest(manifest: Manifest, *, what: str = "manifest") -> None:
         if len(entry.digest) != 64:
             raise IntegrityError(f"{what}: chunk {entry.chunk_index} has a malformed digest")
         previous = entry.chunk_index
-
-
-def encode_group_manifest(manifest: GroupManifest) -> bytes:
-    """The stored bytes of a group manifest (``meta`` must be JSON-serialisable)."""
-    return _seal(
-        {
-            "format": manifest.format,
-            "kind": KIND_GROUP,
-            "group_backup_id": manifest.group_backup_id,
-            "volume_group_id": manifest.volume_group_id,
-            "member_backup_ids": list(manifest.member_backup_ids),
-            "created_at": manifest.created_at,
-            "meta": manifest.meta,
-        }
-    )
-
-
-def decode_group_manifest(blob: bytes, *, what: str = "group manifest") -> GroupManifest:
-    """Parse and check stored group manifest bytes; raise IntegrityError if not sound."""
-    doc = _unseal(blob, what)
-    try:
-        if doc["kind"] != KIND_GROUP or not isinstance(doc["meta"], dict):
-            raise ValueError("not a group manifest")
-        return GroupManifest(
-            group_backup_id=str(doc["group_backup_id"]),
-            volume_group_id=str(doc["volume_group_id"]),
-            member_backup_ids=[str(m) for m in doc["member_backup_ids"]],
-            created_at=str(doc["created_at"]),
-            meta=doc["meta"],
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError(f"{what}: malformed ({exc})") from exc
 
 
 def _ids(backend: Backend, prefix: str) -> list[str]:
@@ -269,24 +228,3 @@ def delete_manifest(backend: Backend, backup_id: str) -> None:
     backend.sync()
 
 
-def save_group_manifest(backend: Backend, manifest: GroupManifest) -> None:
-    """Store a group manifest; durable on return. Save it after its members' manifests."""
-    backend.put(group_manifest_key(manifest.group_backup_id), encode_group_manifest(manifest))
-    backend.sync()
-
-
-def load_group_manifest(backend: Backend, group_backup_id: str) -> GroupManifest:
-    """The group manifest; ObjectNotFound if absent, IntegrityError if damaged."""
-    blob = backend.get(group_manifest_key(group_backup_id))
-    return decode_group_manifest(blob, what=f"group manifest {group_backup_id}")
-
-
-def list_group_manifests(backend: Backend) -> list[str]:
-    """Ids of every stored volume group backup manifest, sorted."""
-    return _ids(backend, GROUP_MANIFEST_PREFIX)
-
-
-def delete_group_manifest(backend: Backend, group_backup_id: str) -> None:
-    """Remove a group manifest (missing is fine); durable on return."""
-    backend.delete(group_manifest_key(group_backup_id))
-    backend.sync()

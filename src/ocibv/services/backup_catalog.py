@@ -9,7 +9,6 @@ becomes AVAILABLE; ``identity.json`` — the tenancy, its users' public keys and
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -25,13 +24,9 @@ from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.manifest import Manifest
 from ocibv.store.resources import Resource
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
-
-
-def ceil_units(n_bytes: int, unit: int) -> int:
-    return math.ceil(n_bytes / unit) if n_bytes > 0 else 0
-
+# A parsed JSON document of the store (catalog records, identity); their fields are documented
+# in docs/design.md and read by name.
+JsonObject = dict[str, Any]
 
 class BackupCatalog:
     """Chunk stores by tenancy, with an in-memory cache of (immutable) manifests."""
@@ -84,11 +79,14 @@ class BackupCatalog:
         return True
 
     def forget(self, tenancy_id: str, backup_id: str) -> None:
-        """Delete a backup's manifest and catalog entry (its chunks go at the next GC)."""
-        backend = self.backend(tenancy_id)
-        manifests.delete_manifest(backend, backup_id)
-        backend.delete(f"catalog/{backup_id}.json")
+        """Delete a volume backup's manifest and catalog entry (its chunks go at the next GC)."""
+        manifests.delete_manifest(self.backend(tenancy_id), backup_id)
         self._manifests.pop(backup_id, None)
+        self.forget_entry(tenancy_id, backup_id)
+
+    def forget_entry(self, tenancy_id: str, backup_id: str) -> None:
+        """Delete a backup's catalog entry."""
+        self.backend(tenancy_id).delete(f"catalog/{backup_id}.json")
 
     def live_manifests(self, tenancy_id: str) -> list[Manifest]:
         backend = self.backend(tenancy_id)
@@ -97,12 +95,12 @@ class BackupCatalog:
     # --- catalog entries --------------------------------------------------------------------
 
     def save_entry(self, tenancy_id: str, res: Resource) -> None:
-        entry = {k: v for k, v in res.__dict__.items() if k not in ("busy", "purge_after_us")}
+        entry = {k: v for k, v in res.__dict__.items() if k != "purge_after_us"}
         self.backend(tenancy_id).put(
             f"catalog/{res.id}.json", json.dumps(entry, sort_keys=True).encode()
         )
 
-    def entries(self, tenancy_id: str) -> list[dict[str, Any]]:
+    def entries(self, tenancy_id: str) -> list[JsonObject]:
         backend = self.backend(tenancy_id)
         out = []
         for key in backend.list("catalog/"):
@@ -112,10 +110,10 @@ class BackupCatalog:
                 continue
         return out
 
-    def save_identity(self, tenancy_id: str, identity: dict[str, Any]) -> None:
+    def save_identity(self, tenancy_id: str, identity: JsonObject) -> None:
         self.backend(tenancy_id).put("identity.json", json.dumps(identity).encode())
 
-    def load_identity(self, tenancy_id: str) -> dict[str, Any] | None:
+    def load_identity(self, tenancy_id: str) -> JsonObject | None:
         try:
             return dict(json.loads(self.backend(tenancy_id).get("identity.json")))
         except ObjectNotFound:

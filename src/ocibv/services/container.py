@@ -1,4 +1,8 @@
-"""Wires the services together with the database and the job runner."""
+"""Wires the services together with the database, the clock and the job runner.
+
+The container only collects: each service registers its own job kinds, and late-bound
+collaborators are handed over as the ``services.seams`` protocols they implement.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,13 @@ from pathlib import Path
 
 from ocibv.config import Settings
 from ocibv.domain import limits
-from ocibv.jobs.runner import Handler, JobRunner
+from ocibv.domain.lifecycle import AVAILABLE, FAULTY, TERMINATED
+from ocibv.jobs.context import StepHook
+from ocibv.jobs.registry import JobRegistry, JobSource
+from ocibv.jobs.runner import JobRunner, ProcessLife
 from ocibv.services.backup_catalog import BackupCatalog
 from ocibv.services.backup_runs import BackupRuns
+from ocibv.services.clock import ServiceClock
 from ocibv.services.common import PageTokens
 from ocibv.services.context import ServiceContext
 from ocibv.services.housekeeping import StoreHousekeeping
@@ -24,11 +32,14 @@ from ocibv.services.volume_group_backups import VolumeGroupBackupService
 from ocibv.services.volume_groups import VolumeGroupService
 from ocibv.services.volumes import VolumeService
 from ocibv.store import jobs as job_rows
+from ocibv.store import processes, retry_tokens
+from ocibv.store import reservations as reservation_rows
 from ocibv.store import resources as repo
-from ocibv.store import retry_tokens
 from ocibv.store.database import Database, now_us
 
 log = logging.getLogger("ocibv")
+
+SETTLED = (AVAILABLE, FAULTY, TERMINATED)
 
 
 def _secret(path: Path) -> bytes:
@@ -50,57 +61,42 @@ class Services:
         if not settings.data_dir.exists():  # volumes, backups and keys: the owner's alone
             settings.data_dir.mkdir(parents=True, mode=0o700)
         self.db = Database(settings.database_url)
-        self.ctx = ServiceContext(settings, self.db)
+        self.clock = ServiceClock(self.db)
+        self.ctx = ServiceContext(settings, self.db, self.clock)
         tokens = PageTokens(_secret(settings.data_dir / "secret.key"))
-        self.identity = IdentityService(self.ctx, tokens)
-        self.volumes = VolumeService(self.ctx, tokens)
-        self.volume_groups = VolumeGroupService(self.ctx, tokens, self.volumes)
-        self.volume_data = VolumeDataAccess(self.ctx)
         self.catalog = BackupCatalog(settings.store_url)
         self.backup_runs = BackupRuns(self.ctx, self.catalog)
+        self.identity = IdentityService(self.ctx, tokens)
         self.volume_backups = VolumeBackupService(self.ctx, tokens, self.backup_runs)
         self.volume_group_backups = VolumeGroupBackupService(self.ctx, tokens, self.backup_runs)
+        self.volumes = VolumeService(self.ctx, tokens, self.volume_backups)
+        self.volume_groups = VolumeGroupService(
+            self.ctx, tokens, self.volumes, self.volume_group_backups
+        )
+        self.volume_data = VolumeDataAccess(self.ctx, self.release_dead_processes)
         self.store_housekeeping = StoreHousekeeping(self.ctx, self.catalog, self.backup_runs)
-        self.volumes.backups = _Restorer(self.volume_backups, self.backup_runs)
-        self.volume_groups.restore_volumes = self.volume_group_backups.restore_group
+        self.jobs = JobRegistry()
+        sources: tuple[JobSource, ...] = (
+            self.identity,
+            self.volumes,
+            self.volume_groups,
+            self.volume_backups,
+            self.volume_group_backups,
+        )
+        for source in sources:
+            source.register_jobs(self.jobs)
+        self.life = ProcessLife(self.db, "serve", on_dead=self.release_dead_processes)
+        steps = StepHook(settings.data_dir) if settings.test_hooks else None
         self.runner = JobRunner(
             self.db,
-            self.job_handlers(),
+            self.jobs,
+            owner=self.life.id,
             workers=settings.workers,
-            on_failure=self._job_failed,
             delay_seconds=settings.job_delay_seconds,
+            steps=steps,
         )
         self.ctx.wake_jobs = self.runner.wake
         self._housekeeping_stop = threading.Event()
-
-    def job_handlers(self) -> dict[str, Handler]:
-        return {
-            "create_volume": self.volumes.run_create_volume,
-            "delete_volume": self.volumes.run_delete_volume,
-            "create_volume_group": self.volume_groups.run_create_volume_group,
-            "delete_volume_group": self.volume_groups.run_delete_volume_group,
-            "create_volume_backup": self.volume_backups.run_create_volume_backup,
-            "delete_volume_backup": self.volume_backups.run_delete_volume_backup,
-            "create_volume_group_backup": self.volume_group_backups.run_create_volume_group_backup,
-            "delete_volume_group_backup": self.volume_group_backups.run_delete_volume_group_backup,
-            "delete_compartment": lambda job: self.identity.finish_delete_compartment(
-                job.job.resource_id
-            ),
-        }
-
-    def _job_failed(self, job: job_rows.Job, exc: BaseException) -> None:
-        with self.db.read() as conn:
-            res = repo.get(conn, job.resource_id)
-        if res is None:
-            return
-        if res.kind == "volume":
-            self.volumes.mark_faulty(res.id)
-        elif res.kind == "volumegroup":
-            self.volume_groups.mark_faulty(res.id)
-        elif job.kind == "create_volume_backup":
-            self.volume_backups.fail_create_volume_backup(res.id)
-        elif job.kind == "create_volume_group_backup":
-            self.volume_group_backups.fail_create_volume_group_backup(res.id)
 
     def jobs_overview(self, limit: int = 20) -> list[JobView]:
         with self.db.read() as conn:
@@ -111,21 +107,62 @@ class Services:
 
     def start(self) -> None:
         self.migrate()
-        self.volume_data.clear_stale_marks()
+        self.release_settled_reservations()
+        self.life.start()
+        self.life.reap()
+        self.release_orphaned_jobs()
         self.runner.start()
         threading.Thread(target=self._housekeeping, name="ocibv-housekeeping", daemon=True).start()
 
     def stop(self) -> None:
         self._housekeeping_stop.set()
         self.runner.stop()
+        self.life.stop()
         self.db.dispose()
+
+    # --- recovery ---------------------------------------------------------------------------
+
+    def release_dead_processes(self, process_ids: list[str]) -> None:
+        """Processes known dead: their jobs run again, what they held is released."""
+        with self.db.write() as conn:
+            resumed = job_rows.requeue_orphans(conn, process_ids)
+            ended = reservation_rows.release_of_processes(conn, process_ids)
+        if resumed:
+            log.info("resuming %d job(s) of a process that stopped", resumed)
+            self.runner.wake()
+        self.volume_data.clean_up_after(ended)
+
+    def release_orphaned_jobs(self) -> None:
+        """Jobs whose owner has no process row at all (it stopped before heartbeats existed,
+        or was reaped) are queued again."""
+        with self.db.write() as conn:
+            owners = job_rows.running_owners(conn)
+        with self.db.read() as conn:
+            known = {p.id for p in processes.every(conn)}
+        gone = [owner for owner in owners if owner not in known]
+        if gone:
+            self.release_dead_processes(gone)
+
+    def release_settled_reservations(self) -> None:
+        """A job's reservations end with its final state change; any left by a job whose
+        resource is settled (or gone) are released here, at start."""
+        with self.db.write() as conn:
+            for reservation in reservation_rows.every(conn):
+                if reservation.process_id is not None:
+                    continue
+                holder = repo.get(conn, reservation.holder_id)
+                if holder is None or holder.lifecycle_state in SETTLED:
+                    reservation_rows.release(conn, reservation.holder_id)
+
+    # --- periodic work ----------------------------------------------------------------------
 
     def housekeeping_once(self) -> None:
         """Purge expired tombstones and retry tokens."""
-        now = now_us()
         with self.db.write() as conn:
-            purged = repo.purge_expired(conn, now)
-            retry_tokens.purge_older_than(conn, now - limits.RETRY_TOKEN_TTL_SECONDS * 1_000_000)
+            purged = repo.purge_expired(conn, self.clock.now_us())
+            retry_tokens.purge_older_than(
+                conn, now_us() - limits.RETRY_TOKEN_TTL_SECONDS * 1_000_000
+            )
         if purged:
             log.info("purged %d terminated resource(s)", len(purged))
 
@@ -163,11 +200,3 @@ def job_view(job: job_rows.Job) -> JobView:
     seconds = (end - job.started_us) / 1e6 if job.started_us and end > job.started_us else 0.0
     rate = job.progress_done / seconds / 1e6 if seconds else 0.0
     return JobView(job.id, job.kind, job.state, job.resource_id, percent, rate)
-
-
-class _Restorer:
-    """What VolumeService needs to create a volume from a backup."""
-
-    def __init__(self, backups: VolumeBackupService, runs: BackupRuns) -> None:
-        self.restore_source = backups.restore_source
-        self.restore_image = runs.restore_image

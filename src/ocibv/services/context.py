@@ -1,4 +1,5 @@
-"""What every service needs: settings, the database, and a way to wake the job workers."""
+"""What every service needs: settings, the database, the service clock, and a way to wake the
+job workers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ocibv.config import Settings
+from ocibv.services.clock import ServiceClock
 from ocibv.store.database import Database
 
 
@@ -21,4 +23,5 @@ class Caller:
 class ServiceContext:
     settings: Settings
     db: Database
+    clock: ServiceClock
     wake_jobs: Callable[[], None] = field(default=lambda: None)

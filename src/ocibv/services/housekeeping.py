@@ -4,12 +4,12 @@ store alone after the metadata database is lost."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
 
+from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE
 from ocibv.engine import backup as engine
-from ocibv.services.backup_catalog import BackupCatalog
+from ocibv.services.backup_catalog import BackupCatalog, JsonObject
 from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.context import ServiceContext
 from ocibv.store import identity as ids
@@ -33,16 +33,23 @@ class RecoverResult:
     skipped: list[str] = field(default_factory=list)
 
 
+def resource_from_entry(entry: JsonObject) -> repo.Resource:
+    """A resource row from a catalog record (fields the row no longer has are ignored, so
+    records written by older versions still load)."""
+    names = {f.name for f in fields(repo.Resource)}
+    return repo.Resource(**{k: v for k, v in entry.items() if k in names})
+
+
 class StoreHousekeeping:
     def __init__(self, ctx: ServiceContext, catalog: BackupCatalog, runs: BackupRuns) -> None:
         self.ctx = ctx
         self.catalog = catalog
         self.runs = runs
 
-    def collect_garbage(self, grace_seconds: float | None = None) -> dict[str, Any]:
+    def collect_garbage(self, grace_seconds: float | None = None) -> dict[str, int]:
         """Sweep chunks no manifest references (older than the grace period), per tenancy."""
         grace = self.ctx.settings.gc_grace_seconds if grace_seconds is None else grace_seconds
-        totals: dict[str, Any] = {"tenancies": 0, "deleted_chunks": 0, "freed_bytes": 0}
+        totals = {"tenancies": 0, "deleted_chunks": 0, "freed_bytes": 0}
         for tenancy_id in self.catalog.tenancy_ids():
             store = self.catalog.chunk_store(tenancy_id)
             report = engine.collect_garbage(
@@ -78,7 +85,7 @@ class StoreHousekeeping:
         for backup_id in sorted(affected_ids | {g for g in groups if g}):
             row = rows.get(backup_id)
             name = row.display_name if row else "(not in the catalog)"
-            kind = row.kind if row else "volumebackup"
+            kind = row.kind if row else Kind.VOLUME_BACKUP
             result.affected.append((backup_id, kind, name))
         return result
 
@@ -96,7 +103,7 @@ class StoreHousekeeping:
         return result
 
     def _recover_identity(
-        self, tenancy_id: str, identity: dict[str, Any], result: RecoverResult
+        self, tenancy_id: str, identity: JsonObject, result: RecoverResult
     ) -> None:
         with self.ctx.db.write() as conn:
             if ids.get_tenancy(conn, tenancy_id) is None:
@@ -113,12 +120,12 @@ class StoreHousekeeping:
                     ids.add_key(conn, user["id"], tenancy_id, user["fingerprint"], user["pem"])
             for comp in identity["compartments"]:
                 if repo.get(conn, comp["id"]) is None:
-                    repo.insert_exact(conn, repo.Resource(**comp))
+                    repo.insert_exact(conn, resource_from_entry(comp))
                     result.compartments += 1
 
     def _recover_backups(self, tenancy_id: str, result: RecoverResult) -> None:
         entries = self.catalog.entries(tenancy_id)
-        groups = {e["id"]: e for e in entries if e["kind"] == "volumegroupbackup"}
+        groups = {e["id"]: e for e in entries if e["kind"] == Kind.VOLUME_GROUP_BACKUP}
         with self.ctx.db.write() as conn:
             for entry in entries:
                 if repo.get(conn, entry["id"]) is not None:
@@ -126,14 +133,14 @@ class StoreHousekeeping:
                 if not self._restorable(tenancy_id, entry, groups):
                     result.skipped.append(f"{entry['id']}: data incomplete in the store")
                     continue
-                entry = dict(entry, lifecycle_state=AVAILABLE, busy=None, purge_after_us=None)
-                repo.insert_exact(conn, repo.Resource(**entry))
+                entry = dict(entry, lifecycle_state=AVAILABLE, purge_after_us=None)
+                repo.insert_exact(conn, resource_from_entry(entry))
                 result.backups += 1
 
     def _restorable(
-        self, tenancy_id: str, entry: dict[str, Any], groups: dict[str, dict[str, Any]]
+        self, tenancy_id: str, entry: JsonObject, groups: dict[str, JsonObject]
     ) -> bool:
-        if entry["kind"] == "volumegroupbackup":
+        if entry["kind"] == Kind.VOLUME_GROUP_BACKUP:
             return all(
                 self.catalog.has_manifest(tenancy_id, m)
                 for m in entry["attrs"]["volume_backup_ids"]

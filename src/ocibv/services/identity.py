@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ocibv.domain.errors import Conflict, InvalidParameter, NotAuthorizedOrNotFound
 from ocibv.domain.keys import fingerprint_of_public_key, generate_key_pair, load_public_key
+from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import ACTIVE, DELETED, DELETING, TERMINATED
 from ocibv.domain.ocid import new_ocid
+from ocibv.jobs.context import JobContext
+from ocibv.jobs.registry import JobRegistry
+from ocibv.services.backup_rules import tags_of
 from ocibv.services.common import (
     PageTokens,
     check_if_match,
+    finish_deletion,
     get_visible,
     require_compartment,
     transition,
 )
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_resources
+from ocibv.services.requests import CreateCompartmentDetails, UpdateCompartmentDetails
 from ocibv.store import identity as ids
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
-from ocibv.store.database import now_us
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class IdentityService:
     def __init__(self, ctx: ServiceContext, tokens: PageTokens) -> None:
         self.ctx = ctx
         self.tokens = tokens
+
+    def register_jobs(self, jobs: JobRegistry) -> None:
+        jobs.register("delete_compartment", self.run_delete_compartment)
 
     # --- administration (ocibv command line, not the API) ---------------------------------
 
@@ -95,7 +102,9 @@ class IdentityService:
             raise NotAuthorizedOrNotFound(f"Tenancy {tenancy_id} not found or not authorized.")
         return tenancy
 
-    def create_compartment(self, caller: Caller, details: dict[str, Any]) -> repo.Resource:
+    def create_compartment(
+        self, caller: Caller, details: CreateCompartmentDetails
+    ) -> repo.Resource:
         parent = details["compartment_id"]
         with self.ctx.db.write() as conn:
             require_compartment(conn, caller, parent)
@@ -103,7 +112,7 @@ class IdentityService:
                 conn,
                 self.tokens,
                 caller,
-                "compartment",
+                Kind.COMPARTMENT,
                 ListRequest({"compartment_id": parent, "display_name": details["name"]}, limit=1),
             )
             if any(s.lifecycle_state == ACTIVE for s in siblings):
@@ -111,29 +120,31 @@ class IdentityService:
                     f"A compartment named {details['name']!r} already exists in {parent}."
                 )
             res = repo.Resource(
-                id=new_ocid("compartment"),
-                kind="compartment",
+                id=new_ocid(Kind.COMPARTMENT),
+                kind=Kind.COMPARTMENT,
                 tenancy_id=caller.tenancy_id,
                 compartment_id=parent,
                 display_name=details["name"],
                 lifecycle_state=ACTIVE,
+                created_us=self.ctx.clock.now_us(),
                 attrs={
                     "description": details["description"],
-                    "freeform_tags": details.get("freeform_tags") or {},
-                    "defined_tags": details.get("defined_tags") or {},
+                    "freeform_tags": {},
+                    "defined_tags": {},
+                    **tags_of(details),
                 },
             )
             return repo.insert(conn, res)
 
     def get_compartment(self, caller: Caller, compartment_id: str) -> repo.Resource:
         with self.ctx.db.read() as conn:
-            return get_visible(conn, caller, "compartment", compartment_id)
+            return get_visible(conn, caller, Kind.COMPARTMENT, compartment_id)
 
     def list_compartments(
         self, caller: Caller, request: ListRequest, *, subtree: bool = False
     ) -> tuple[list[repo.Resource], str | None]:
         """Direct children of a compartment; with ``subtree`` from the tenancy, all of them."""
-        parent = request.filters["compartment_id"]
+        parent = request.compartment_id
         with self.ctx.db.read() as conn:
             require_compartment(conn, caller, parent)
             if subtree and parent == caller.tenancy_id:
@@ -141,27 +152,31 @@ class IdentityService:
                 request = ListRequest(
                     filters, request.sort_by, request.sort_order, request.limit, request.page
                 )
-            return list_resources(conn, self.tokens, caller, "compartment", request)
+            return list_resources(conn, self.tokens, caller, Kind.COMPARTMENT, request)
 
     def update_compartment(
-        self, caller: Caller, compartment_id: str, details: dict[str, Any], if_match: str | None
+        self,
+        caller: Caller,
+        compartment_id: str,
+        details: UpdateCompartmentDetails,
+        if_match: str | None,
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "compartment", compartment_id)
+            res = get_visible(conn, caller, Kind.COMPARTMENT, compartment_id)
             check_if_match(res, if_match)
             if res.lifecycle_state != ACTIVE:
                 raise Conflict(f"Compartment {compartment_id} is {res.lifecycle_state}.")
-            attrs = dict(res.attrs)
-            for key in ("description", "freeform_tags", "defined_tags"):
-                if details.get(key) is not None:
-                    attrs[key] = details[key]
+            attrs = dict(res.attrs, **tags_of(details))
+            description = details.get("description")
+            if description is not None:
+                attrs["description"] = description
             name = details.get("name") or res.display_name
             repo.update(conn, res, display_name=name, attrs=attrs)
             return res
 
     def delete_compartment(self, caller: Caller, compartment_id: str, if_match: str | None) -> None:
         with self.ctx.db.write() as conn:
-            res = get_visible(conn, caller, "compartment", compartment_id)
+            res = get_visible(conn, caller, Kind.COMPARTMENT, compartment_id)
             check_if_match(res, if_match)
             if res.lifecycle_state in (DELETING, DELETED):
                 return
@@ -173,16 +188,11 @@ class IdentityService:
                     f"Compartment {compartment_id} is not empty: it still holds {live.id}."
                 )
             transition(conn, res, DELETING)
-            job_rows.enqueue(conn, "delete_compartment", res.id, {})
+            job_rows.enqueue(conn, "delete_compartment", res.id)
         self.ctx.wake_jobs()
 
-    def finish_delete_compartment(self, compartment_id: str) -> None:
+    def run_delete_compartment(self, job: JobContext) -> None:
         with self.ctx.db.write() as conn:
-            res = repo.get(conn, compartment_id, "compartment")
+            res = repo.get(conn, job.job.resource_id, Kind.COMPARTMENT)
             if res is not None:
-                transition(
-                    conn,
-                    res,
-                    DELETED,
-                    purge_after_us=now_us() + int(self.ctx.settings.tombstone_seconds * 1e6),
-                )
+                finish_deletion(self.ctx, conn, res)

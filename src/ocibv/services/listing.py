@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
+from ocibv.domain.kinds import Kind
 from ocibv.services.common import PageTokens, require_compartment
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.store import resources as repo
@@ -17,18 +17,23 @@ from ocibv.store import resources as repo
 class ListRequest:
     """Validated list parameters (the API layer checks types, enums and ranges)."""
 
-    filters: Mapping[str, Any]
+    filters: Mapping[str, str | None]
     sort_by: str | None = None
     sort_order: str | None = None
     limit: int = 100
     page: str | None = None
+
+    @property
+    def compartment_id(self) -> str:
+        """The compartment listed (every list names one; the API layer requires it)."""
+        return str(self.filters["compartment_id"])
 
 
 def list_resources(
     conn: sa.Connection,
     tokens: PageTokens,
     caller: Caller,
-    kind: str,
+    kind: Kind,
     request: ListRequest,
     *,
     ad_scoped: bool = False,
@@ -38,7 +43,7 @@ def list_resources(
     descending = (request.sort_order or default_order) == "DESC"
     filters = {k: v for k, v in request.filters.items() if v is not None}
     group_by_ad = ad_scoped and "availability_domain" not in filters
-    scope = repr((kind, sorted(filters.items()), sort_by, descending))
+    scope = repr((str(kind), sorted(filters.items()), sort_by, descending))
     after = tokens.decode(request.page, scope) if request.page else None
     query = repo.ListQuery(
         kind=kind,
@@ -59,7 +64,7 @@ def list_in_compartment(
     ctx: ServiceContext,
     tokens: PageTokens,
     caller: Caller,
-    kind: str,
+    kind: Kind,
     request: ListRequest,
     *,
     ad_scoped: bool = False,
@@ -67,5 +72,5 @@ def list_in_compartment(
     """A List operation over one compartment (``filters["compartment_id"]``), which must be
     the caller's; one page and the next page's token."""
     with ctx.db.read() as conn:
-        require_compartment(conn, caller, request.filters["compartment_id"])
+        require_compartment(conn, caller, request.compartment_id)
         return list_resources(conn, tokens, caller, kind, request, ad_scoped=ad_scoped)

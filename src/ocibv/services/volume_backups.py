@@ -3,61 +3,46 @@ compartment, and the restore source of CreateVolume (``sourceDetails.type = volu
 
 from __future__ import annotations
 
-from typing import Any
+import sqlalchemy as sa
 
-from ocibv.domain.errors import Conflict, IncorrectState, InvalidParameter
+from ocibv.domain.errors import Conflict, IncorrectState
+from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import (
     AVAILABLE,
     CREATING,
     REQUEST_RECEIVED,
-    TERMINATED,
     TERMINATING,
 )
-from ocibv.jobs.runner import JobContext
+from ocibv.domain.reservations import Reason
+from ocibv.engine.manifest import BackupType
+from ocibv.jobs.context import JobContext
+from ocibv.jobs.registry import JobRegistry
 from ocibv.services.backup_rules import (
     check_deletable,
     new_volume_backup,
     retention_attrs,
+    tags_of,
     updated_attrs,
 )
-from ocibv.services.backup_runs import BackupRuns, busy_mark
+from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.common import (
     PageTokens,
     create_once,
+    finish_deletion,
     get_for_delete,
     get_for_update,
     get_one,
     get_related,
     move_compartment,
-    tombstone_until,
     transition,
 )
 from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
+from ocibv.services.requests import CreateVolumeBackupDetails, UpdateBackupDetails
+from ocibv.services.reservations import release, reserve
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
-from ocibv.store.database import now_us
-
-
-def lock_volume_for_backup(conn: Any, volume: repo.Resource, backup_id: str) -> None:
-    """Fix the point in time: from now until the backup has read it, nothing writes."""
-    if volume.lifecycle_state != AVAILABLE:
-        raise IncorrectState(
-            f"Volume {volume.id} is {volume.lifecycle_state}; it must be AVAILABLE to be backed up."
-        )
-    if volume.busy or not repo.update(
-        conn, volume, expected_etag=volume.etag, busy=busy_mark(backup_id)
-    ):
-        raise IncorrectState(
-            f"Volume {volume.id} is busy ({volume.busy}); try the backup again when it is done."
-        )
-
-
-def base_for(runs: BackupRuns, conn: Any, volume: repo.Resource, created_us: int) -> str | None:
-    """The backup an increment builds on; None after a resize or without a prior backup."""
-    if volume.attrs.get("resized_since_backup"):
-        return None
-    return runs.previous_backup(conn, volume, created_us)
+from ocibv.store.jobs import Job
 
 
 class VolumeBackupService:
@@ -66,53 +51,54 @@ class VolumeBackupService:
         self.tokens = tokens
         self.runs = runs
 
+    def register_jobs(self, jobs: JobRegistry) -> None:
+        jobs.register(
+            "create_volume_backup", self.run_create_volume_backup, self.fail_create_volume_backup
+        )
+        jobs.register("delete_volume_backup", self.run_delete_volume_backup)
+
     def create_volume_backup(
-        self, caller: Caller, details: dict[str, Any], retry_token: str | None
+        self, caller: Caller, details: CreateVolumeBackupDetails, retry_token: str | None
     ) -> repo.Resource:
         return create_once(
-            self.ctx,
-            caller,
-            "create_volume_backup",
-            retry_token,
-            details,
-            lambda conn: self._create(conn, caller, details),
+            self.ctx, caller, "create_volume_backup", retry_token, details, self._create
         )
 
-    def _create(self, conn: Any, caller: Caller, details: dict[str, Any]) -> repo.Resource:
-        volume = get_related(conn, caller, "volume", details["volume_id"], "volumeId")
-        created_us = now_us()
-        requested = details.get("type") or "INCREMENTAL"
+    def _create(
+        self, conn: sa.Connection, caller: Caller, details: CreateVolumeBackupDetails
+    ) -> repo.Resource:
+        volume = get_related(conn, caller, Kind.VOLUME, details["volume_id"], "volumeId")
+        created_us = self.ctx.clock.now_us()
+        requested = BackupType(details.get("type") or BackupType.INCREMENTAL)
         backup = new_volume_backup(
             self.ctx,
             volume,
             display_name=details.get("display_name"),
             requested_type=requested,
-            base_backup_id=None
-            if requested == "FULL"
-            else base_for(self.runs, conn, volume, created_us),
+            base_backup_id=self.runs.base_for(conn, volume, requested, created_us),
             created_us=created_us,
             state=REQUEST_RECEIVED,
             retention_values=retention_attrs(details),
-            tags={k: details.get(k) for k in ("freeform_tags", "defined_tags")},
+            tags=tags_of(details),
         )
-        lock_volume_for_backup(conn, volume, backup.id)
+        self.runs.hold_volume(conn, volume, backup.id)
         repo.insert(conn, backup)
-        job_rows.enqueue(conn, "create_volume_backup", backup.id, {})
+        job_rows.enqueue(conn, "create_volume_backup", backup.id)
         return backup
 
     def get_volume_backup(self, caller: Caller, backup_id: str) -> repo.Resource:
-        return get_one(self.ctx, caller, "volumebackup", backup_id)
+        return get_one(self.ctx, caller, Kind.VOLUME_BACKUP, backup_id)
 
     def list_volume_backups(
         self, caller: Caller, request: ListRequest
     ) -> tuple[list[repo.Resource], str | None]:
-        return list_in_compartment(self.ctx, self.tokens, caller, "volumebackup", request)
+        return list_in_compartment(self.ctx, self.tokens, caller, Kind.VOLUME_BACKUP, request)
 
     def update_volume_backup(
-        self, caller: Caller, backup_id: str, details: dict[str, Any], if_match: str | None
+        self, caller: Caller, backup_id: str, details: UpdateBackupDetails, if_match: str | None
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
-            res = get_for_update(conn, caller, "volumebackup", backup_id, if_match)
+            res = get_for_update(conn, caller, Kind.VOLUME_BACKUP, backup_id, if_match)
             attrs = updated_attrs(self.ctx, res, details, f"Volume backup {backup_id}")
             repo.update(
                 conn, res, display_name=details.get("display_name") or res.display_name, attrs=attrs
@@ -122,80 +108,81 @@ class VolumeBackupService:
 
     def delete_volume_backup(self, caller: Caller, backup_id: str, if_match: str | None) -> None:
         with self.ctx.db.write() as conn:
-            res = get_for_delete(conn, caller, "volumebackup", backup_id, if_match)
+            res = get_for_delete(conn, caller, Kind.VOLUME_BACKUP, backup_id, if_match)
             if res is None:
                 return
-            group_backup = res.attrs.get("volume_group_backup_id")
-            if group_backup:
+            if res.group_backup_id:
                 raise Conflict(
-                    f"Volume backup {backup_id} is part of volume group backup {group_backup}; "
-                    "delete the volume group backup instead."
+                    f"Volume backup {backup_id} is part of volume group backup "
+                    f"{res.group_backup_id}; delete the volume group backup instead."
                 )
             check_deletable(self.ctx, conn, res, f"Volume backup {backup_id}")
             transition(conn, res, TERMINATING)
-            job_rows.enqueue(conn, "delete_volume_backup", res.id, {})
+            job_rows.enqueue(conn, "delete_volume_backup", res.id)
         self.ctx.wake_jobs()
 
     def change_volume_backup_compartment(
         self, caller: Caller, backup_id: str, compartment_id: str
     ) -> repo.Resource:
-        res = move_compartment(self.ctx, caller, "volumebackup", backup_id, compartment_id)
+        res = move_compartment(self.ctx, caller, Kind.VOLUME_BACKUP, backup_id, compartment_id)
         self.runs.save_entry(res)
         return res
 
-    # --- restore source for CreateVolume ----------------------------------------------------
+    # --- restore source for CreateVolume (``services.seams.BackupRestorer``) ----------------
 
-    def restore_source(self, conn: Any, caller: Caller, backup_id: str, field: str) -> int:
-        """Check a backup can seed a new volume; returns the backup's size in GB."""
-        backup = get_related(conn, caller, "volumebackup", backup_id, field)
+    def restore_source(
+        self, conn: sa.Connection, caller: Caller, backup_id: str, field: str
+    ) -> repo.Resource:
+        """The AVAILABLE backup a new volume is restored from (else 400/409)."""
+        backup = get_related(conn, caller, Kind.VOLUME_BACKUP, backup_id, field)
         if backup.lifecycle_state != AVAILABLE:
             raise IncorrectState(
                 f"Volume backup {backup_id} is {backup.lifecycle_state}; restore it once it is "
                 "AVAILABLE."
             )
-        return int(backup.attrs["size_in_gbs"])
+        return backup
+
+    def hold_for_restore(self, conn: sa.Connection, backup: repo.Resource, volume_id: str) -> None:
+        """Keep ``backup`` from being deleted until ``volume_id`` is restored from it."""
+        reserve(conn, backup, Reason.RESTORE_SOURCE, volume_id, IncorrectState, "try later")
+
+    def restore_image(self, job: JobContext, volume_id: str, backup_id: str) -> None:
+        self.runs.restore_image(job, volume_id, backup_id)
 
     # --- jobs -------------------------------------------------------------------------------
 
     def run_create_volume_backup(self, job: JobContext) -> None:
         backup_id = job.job.resource_id
         with self.ctx.db.write() as conn:
-            res = repo.get(conn, backup_id, "volumebackup")
-            if res is None or res.lifecycle_state not in (REQUEST_RECEIVED, CREATING):
+            res = repo.get(conn, backup_id, Kind.VOLUME_BACKUP)
+            if res is None or res.lifecycle_state not in (REQUEST_RECEIVED, CREATING, AVAILABLE):
                 return
             if res.lifecycle_state == REQUEST_RECEIVED:
                 transition(conn, res, CREATING)
-        total = self.runs.bytes_to_read([res.attrs["volume_id"]])
-        self.runs.back_up_member(job, res, 0, total)
-        self.runs.release_volumes(backup_id, [res.attrs["volume_id"]])
-        self.runs.save_identity(res.tenancy_id)
-        self.runs.refresh_unique_sizes(res.tenancy_id)
+        if res.lifecycle_state == AVAILABLE:  # a crash after the commit: finish the rest
+            self.runs.after_backup([res], res.tenancy_id)
+            return
+        job.step("creating")
+        total = self.runs.bytes_to_read([res.volume_id])
+        manifest = self.runs.capture(job, res, 0, total)
+        job.step("captured")
+        with self.ctx.db.write() as conn:
+            self.runs.settle(conn, [(res, manifest)])
+            release(conn, backup_id)
+            fresh = repo.get(conn, backup_id, Kind.VOLUME_BACKUP)
+        job.step("available")
+        if fresh is not None:
+            self.runs.after_backup([fresh], fresh.tenancy_id)
 
-    def fail_create_volume_backup(self, backup_id: str) -> None:
-        with self.ctx.db.read() as conn:
-            res = repo.get(conn, backup_id, "volumebackup")
-        if res is not None:
-            self.runs.fail([backup_id], [res.attrs["volume_id"]], backup_id)
+    def fail_create_volume_backup(self, job: Job, _exc: BaseException) -> None:
+        self.runs.fail([job.resource_id], job.resource_id)
 
     def run_delete_volume_backup(self, job: JobContext) -> None:
         with self.ctx.db.read() as conn:
-            res = repo.get(conn, job.job.resource_id, "volumebackup")
+            res = repo.get(conn, job.job.resource_id, Kind.VOLUME_BACKUP)
         if res is None:
             return
         self.runs.catalog.forget(res.tenancy_id, res.id)
         with self.ctx.db.write() as conn:
-            transition(
-                conn,
-                res,
-                TERMINATED,
-                purge_after_us=tombstone_until(self.ctx.settings.tombstone_seconds),
-            )
+            finish_deletion(self.ctx, conn, res)
         self.runs.refresh_unique_sizes(res.tenancy_id)
-
-
-def check_restore_size(size_in_gbs: int | None, backup_gbs: int) -> int:
-    if size_in_gbs is not None and size_in_gbs < backup_gbs:
-        raise InvalidParameter(
-            f"sizeInGBs: {size_in_gbs} is smaller than the backed-up volume ({backup_gbs} GB)."
-        )
-    return size_in_gbs or backup_gbs

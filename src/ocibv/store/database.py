@@ -13,6 +13,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
+from ocibv.domain.errors import ServiceUnavailable
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -40,12 +42,13 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        with self.engine.connect().execution_options(ocibv_write=True) as conn, conn.begin():
+        connection = self.engine.connect().execution_options(ocibv_write=True)
+        with _storage_errors(), connection as conn, conn.begin():
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with _storage_errors(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     def migrate(self) -> None:
@@ -59,6 +62,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """A database whose disk is full answers a retryable OCI error, not a 500 (the one place
+    where this foreign exception is translated)."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        if "disk is full" in str(exc) or "No space left" in str(exc):
+            raise ServiceUnavailable(
+                "The service's storage is full; nothing was changed. Retry later, or ask the "
+                "operator to free space."
+            ) from exc
+        raise
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,23 +30,33 @@ class Job:
     heartbeat_us: int | None
     finished_us: int | None
     owner: str | None = None
+    run_after_us: int | None = None
 
 
 def _from_row(row: sa.Row[Any]) -> Job:
     return Job(**dict(row._mapping))
 
 
-def enqueue(conn: sa.Connection, kind: str, resource_id: str, payload: dict[str, Any]) -> int:
+def enqueue(
+    conn: sa.Connection,
+    kind: str,
+    resource_id: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    run_after_us: int | None = None,
+) -> int:
+    """Queue a job; it is not claimed before ``run_after_us`` (real time) when given."""
     result = conn.execute(
         jobs.insert().values(
             kind=kind,
             resource_id=resource_id,
             state=QUEUED,
-            payload=payload,
+            payload=payload or {},
             attempts=0,
             progress_done=0,
             progress_total=0,
             created_us=now_us(),
+            run_after_us=run_after_us,
         )
     )
     pk = result.inserted_primary_key
@@ -56,12 +67,13 @@ def enqueue(conn: sa.Connection, kind: str, resource_id: str, payload: dict[str,
 def claim_next(conn: sa.Connection, owner: str) -> Job | None:
     """Take the oldest queued job for ``owner``; None when there is nothing to do."""
     while True:
+        now = now_us()
+        due = sa.or_(jobs.c.run_after_us.is_(None), jobs.c.run_after_us <= now)
         row = conn.execute(
-            sa.select(jobs).where(jobs.c.state == QUEUED).order_by(jobs.c.id).limit(1)
+            sa.select(jobs).where(jobs.c.state == QUEUED, due).order_by(jobs.c.id).limit(1)
         ).first()
         if row is None:
             return None
-        now = now_us()
         claimed = conn.execute(
             jobs.update()
             .where(jobs.c.id == row.id, jobs.c.state == QUEUED)
@@ -79,13 +91,24 @@ def claim_next(conn: sa.Connection, owner: str) -> Job | None:
             return job
 
 
-def requeue_orphans(conn: sa.Connection, owner: str) -> int:
-    """Put back jobs left running by any other (dead) owner; returns how many."""
-    return conn.execute(
-        jobs.update()
-        .where(jobs.c.state == RUNNING, jobs.c.owner != owner)
-        .values(state=QUEUED, owner=None)
-    ).rowcount
+def requeue_orphans(conn: sa.Connection, dead_owners: Iterable[str]) -> int:
+    """Put back the jobs the given (dead) processes were running; returns how many."""
+    owners = list(dead_owners)
+    if not owners:
+        return 0
+    return int(
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.state == RUNNING, jobs.c.owner.in_(owners))
+            .values(state=QUEUED, owner=None)
+        ).rowcount
+    )
+
+
+def running_owners(conn: sa.Connection) -> set[str]:
+    """The processes that hold running jobs."""
+    rows = conn.execute(sa.select(jobs.c.owner).where(jobs.c.state == RUNNING).distinct())
+    return {owner for owner in rows.scalars() if owner}
 
 
 def heartbeat(conn: sa.Connection, job_id: int, done: int, total: int) -> None:

@@ -9,12 +9,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ocibv.engine.manifest import BackupType
 from ocibv.store.database import now_us
 from ocibv.store.tables import resources
 
 
 def new_etag() -> str:
     return uuid.uuid4().hex
+
+
+# A resource's fields that are not columns: a JSON object, snake_case keys (docs/design.md).
+Attrs = dict[str, Any]
 
 
 @dataclass
@@ -33,9 +38,51 @@ class Resource:
     etag: str = ""
     parent_id: str | None = None
     source_id: str | None = None
-    busy: str | None = None
     purge_after_us: int | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: Attrs = field(default_factory=dict)
+
+    # Typed views of the attributes the services read most.
+
+    @property
+    def size_in_gbs(self) -> int:
+        """A volume's size; a backup's source volume size; a group's (or its backup's) sum."""
+        return int(self.attrs.get("size_in_gbs") or 0)
+
+    @property
+    def volume_ids(self) -> list[str]:
+        """A volume group's member volumes, in order."""
+        return list(self.attrs.get("volume_ids") or [])
+
+    @property
+    def volume_backup_ids(self) -> list[str]:
+        """A volume group backup's member volume backups, in order."""
+        return list(self.attrs.get("volume_backup_ids") or [])
+
+    @property
+    def member_volume_ids(self) -> list[str]:
+        """The volumes a volume group backup captures, in order."""
+        return list(self.attrs.get("member_volume_ids") or [])
+
+    @property
+    def volume_id(self) -> str:
+        """The volume a volume backup captures."""
+        return str(self.attrs["volume_id"])
+
+    @property
+    def group_backup_id(self) -> str | None:
+        """The volume group backup a member volume backup belongs to."""
+        value = self.attrs.get("volume_group_backup_id")
+        return str(value) if value else None
+
+    @property
+    def backup_type(self) -> BackupType:
+        """What a backup reads (FULL or INCREMENTAL), as reported."""
+        return BackupType(self.attrs["type"])
+
+    @property
+    def requested_type(self) -> BackupType:
+        """The type a backup's request asked for."""
+        return BackupType(self.attrs["requested_type"])
 
 
 _COLUMNS = [c.name for c in resources.columns]
@@ -133,18 +180,6 @@ def of_kind(conn: sa.Connection, tenancy_id: str, kind: str) -> list[Resource]:
     return [_from_row(r) for r in rows]
 
 
-def being_copied_from(conn: sa.Connection, source_id: str) -> list[Resource]:
-    """Volumes still being cloned or restored from ``source_id``."""
-    rows = conn.execute(
-        sa.select(resources).where(
-            resources.c.source_id == source_id,
-            resources.c.kind == "volume",
-            resources.c.lifecycle_state.in_(["PROVISIONING", "RESTORING"]),
-        )
-    )
-    return [_from_row(r) for r in rows]
-
-
 def first_alive_in(
     conn: sa.Connection, tenancy_id: str, compartment_id: str, dead_states: Sequence[str]
 ) -> Resource | None:
@@ -161,11 +196,6 @@ def first_alive_in(
         .limit(1)
     ).first()
     return _from_row(row) if row else None
-
-
-def busy_resources(conn: sa.Connection) -> list[Resource]:
-    rows = conn.execute(sa.select(resources).where(resources.c.busy.is_not(None)))
-    return [_from_row(r) for r in rows]
 
 
 def delete(conn: sa.Connection, resource_id: str) -> None:

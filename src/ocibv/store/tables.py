@@ -51,7 +51,6 @@ resources = sa.Table(
     sa.Column("etag", sa.String(64), nullable=False),
     sa.Column("parent_id", sa.String(255), nullable=True),
     sa.Column("source_id", sa.String(255), nullable=True),
-    sa.Column("busy", sa.String(255), nullable=True),
     sa.Column("purge_after_us", sa.BigInteger, nullable=True),
     sa.Column("attrs", sa.JSON, nullable=False),
     sa.Index("ix_resources_list", "tenancy_id", "kind", "compartment_id", "created_us"),
@@ -86,4 +85,40 @@ jobs = sa.Table(
     sa.Column("started_us", sa.BigInteger, nullable=True),
     sa.Column("heartbeat_us", sa.BigInteger, nullable=True),
     sa.Column("finished_us", sa.BigInteger, nullable=True),
+    sa.Column("run_after_us", sa.BigInteger, nullable=True),
+)
+
+# Who holds a resource and why (``domain.reservations``): a job's resource or a process.
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("resource_id", sa.String(255), nullable=False, index=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("holder_id", sa.String(255), nullable=False, index=True),
+    sa.Column("process_id", sa.String(64), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("resource_id", "reason", "holder_id", name="uq_reservations_holder"),
+)
+
+# Every ocibv process that runs jobs or holds reservations, with a heartbeat: its work is
+# taken over only once it is known dead (its pid gone on this host, or its heartbeat stale).
+processes = sa.Table(
+    "processes",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_us", sa.BigInteger, nullable=False),
+    sa.Column("heartbeat_us", sa.BigInteger, nullable=False),
+)
+
+# The service clock's offset from real time (one row; absent means real time).
+clock = sa.Table(
+    "clock",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("offset_us", sa.BigInteger, nullable=False),
 )
