@@ -132,14 +132,14 @@ def test_import_then_export_round_trips_bytes_and_holes(
     for offset, length in ZERO_REGIONS:  # the explicit zeros really are on disk in the image
         assert overlaps(image_extents, offset, offset + length)
 
-    done = server.ocibv("volume", "import", volume, str(path))
+    done = server.ocibv("volume", "import", volume, str(path), spawn=True)  # as a user runs it
     assert volume in done.stdout
 
     out = tmp_path / "export.img"
     with open(out, "wb") as f:  # an existing file is overwritten, garbage in its holes too
         f.seek(20 * MiB)
         f.write(b"\xff" * MiB)
-    server.ocibv("volume", "export", volume, str(out))
+    server.ocibv("volume", "export", volume, str(out), spawn=True)
 
     assert out.stat().st_size == VOLUME_SIZE
     assert sha256_prefix(out, IMAGE_SIZE) == sha256_prefix(path, IMAGE_SIZE)
