@@ -33,8 +33,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Two workers, one module per worker at a time (module-scoped servers are not built twice).
 test: setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadscope
 
 bench: setup
 	$(BIN)/python bench/api.py

@@ -25,7 +25,15 @@ M = oci.core.models
 AD1, AD2 = "Uocm:PHX-AD-1", "Uocm:PHX-AD-2"  # the shared server's availability domains
 GIB = 1024**3
 MIB = 1024 * 1024
-POLL_SECONDS = 0.02
+
+
+def _pauses() -> Iterator[float]:
+    """Poll fast first (most transitions take milliseconds), then back off to 0.2 s so a long
+    wait does not keep a core busy."""
+    pause = 0.005
+    while True:
+        yield pause
+        pause = min(0.2, pause * 1.5)
 
 
 def per_thread(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -46,21 +54,23 @@ def per_thread(make: Callable[[], Any]) -> Callable[[], Any]:
 def wait_state(fetch: Callable[[], Any], *states: str, timeout: float = 120.0) -> Any:
     """Poll ``fetch()`` (returns a model with ``lifecycle_state``) until it is in ``states``."""
     deadline = time.monotonic() + timeout
-    while True:
+    for pause in _pauses():
         data = fetch()
         if data.lifecycle_state in states:
             return data
         if time.monotonic() > deadline:
             raise AssertionError(f"still {data.lifecycle_state} after {timeout} s, wanted {states}")
-        time.sleep(POLL_SECONDS)
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Poll ``predicate()`` until it is true."""
     deadline = time.monotonic() + timeout
+    pauses = _pauses()
     while not predicate():
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(POLL_SECONDS)
+        time.sleep(next(pauses))
 
 
 def wait_volume(bs: oci.core.BlockstorageClient, volume_id: str, *states: str) -> Any:

@@ -213,10 +213,11 @@ def test_lost_database_recovered_from_store(
         assert_volume_holds(server, restored.id, image, tmp_path)
 
 
-def test_gc_runs_by_itself(
-    make_inprocess_server: Callable[..., Server], tmp_path: Path
-) -> None:
-    server = make_inprocess_server(
+def test_gc_runs_by_itself(make_server: Callable[..., Server], tmp_path: Path) -> None:
+    # A process of its own: with no grace, a sweep racing the backup below can take a chunk's
+    # temporary file from under it (a server bug, reported); in process, sharing the GIL with
+    # the test, the backup is slow enough to lose that race now and then.
+    server = make_server(
         env={"OCIBV_GC_INTERVAL_SECONDS": "1", "OCIBV_GC_GRACE_SECONDS": "0"}
     )
     server.start()
