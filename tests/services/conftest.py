@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class Cloud:
     services: Services
     caller: Caller
     compartment: str
-    tokens: list[str] = field(default_factory=list)
 
     @property
     def tenancy(self) -> str:
