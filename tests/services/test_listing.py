@@ -45,12 +45,13 @@ def test_a_page_token_only_serves_its_query(cloud: Cloud) -> None:
         cloud.caller, ListRequest({"compartment_id": cloud.compartment}, limit=2)
     )
     assert token
+    tampered = token[:5] + ("B" if token[5] != "B" else "C") + token[6:]  # inside the MAC
     for changed in (
         ListRequest({"compartment_id": cloud.compartment}, sort_by="DISPLAYNAME", limit=2,
                     page=token),
         ListRequest({"compartment_id": cloud.compartment, "display_name": "x"}, limit=2,
                     page=token),
-        ListRequest({"compartment_id": cloud.compartment}, limit=2, page=token[:-2] + "AA"),
+        ListRequest({"compartment_id": cloud.compartment}, limit=2, page=tampered),
         ListRequest({"compartment_id": cloud.compartment}, limit=2, page="not a token"),
     ):
         with pytest.raises(InvalidParameter, match="page"):
