@@ -188,7 +188,7 @@ SETTINGS_FROM_ENV = {
 class InProcessServer(Server):
     """The server ``ocibv serve`` runs, inside this process: ``Services`` and the ASGI app under
     uvicorn in a background thread. Takes the same ``env`` as ``Server`` (the ``OCIBV_*``
-    settings become ``Settings`` overrides; admin subprocesses get them too). It cannot be
+    settings become ``Settings`` overrides; ``ocibv`` admin commands get them too). It cannot be
     killed with SIGKILL; restart tests use ``Server``."""
 
     services: Services | None = None
