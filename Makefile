@@ -35,8 +35,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Two workers, one module per worker at a time (module-scoped servers are not built twice).
 test: setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadscope
 
 # A longer fuzzing run than `make test` (FUZZ_EXAMPLES examples, default 20000, ~10 min).
 FUZZ_EXAMPLES ?= 20000

@@ -1,28 +1,48 @@
-"""Fixtures: a shared server per test module, fresh servers for restart tests, and a fresh
-compartment per test so tests never see each other's resources."""
+"""Fixtures: one in-process server with two availability domains for the whole session, fresh
+in-process servers for tests that change a setting, spawned ``ocibv serve`` processes for
+restarts and ``kill -9``, and a fresh compartment per test so tests never see each other's
+resources."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import oci
 import pytest
 
-from tests.e2e.server import Server
+from tests.e2e.helpers import AD1, AD2
+from tests.e2e.server import InProcessServer, Server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server most tests share: in process, availability domains AD1 and AD2."""
+    srv = InProcessServer(
+        tmp_path_factory.mktemp("ocibv") / "data",
+        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
+    ).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("ocibv") / "data").start()
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """A fresh in-process server (AD1 and AD2) for the one module that asks; a module that
+    must not share (it measures or damages the whole data dir) overrides ``server`` with it."""
+    srv = InProcessServer(
+        tmp_path_factory.mktemp("own") / "data",
+        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
+    ).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[type[Server]]:
-    """Build servers the test starts, stops and kills itself; all are stopped at the end."""
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Build spawned ``ocibv serve`` servers the test starts, stops and kills itself (restarts,
+    ``kill -9``); all are stopped at the end."""
     made: list[Server] = []
 
     def factory(**kwargs: object) -> Server:
@@ -30,9 +50,25 @@ def make_server(tmp_path: Path) -> Iterator[type[Server]]:
         made.append(srv)
         return srv
 
-    yield factory  # type: ignore[misc]
+    yield factory
     for srv in made:
         srv.stop(kill=True)
+
+
+@pytest.fixture
+def make_inprocess_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
+    """Build in-process servers with their own data dir and settings (``env=``); all are
+    stopped at the end."""
+    made: list[InProcessServer] = []
+
+    def factory(**kwargs: object) -> InProcessServer:
+        srv = InProcessServer(tmp_path / f"inproc{len(made)}", **kwargs)  # type: ignore[arg-type]
+        made.append(srv)
+        return srv
+
+    yield factory
+    for srv in made:
+        srv.stop()
 
 
 @pytest.fixture

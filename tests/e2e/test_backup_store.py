@@ -6,22 +6,30 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import oci
 import pytest
 
-from tests.e2e.images import (
+from tests.e2e.helpers import (
     MIB,
+    admin_services,
     assert_volume_holds,
     import_image,
     make_image,
     new_volume,
     wait,
 )
-from tests.e2e.server import Server
+from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
+
+
+@pytest.fixture(scope="module")
+def server(own_server: InProcessServer) -> Server:
+    """This module's own server: these tests damage, age and collect its whole store."""
+    return own_server
 
 
 def _setup(server: Server) -> tuple[oci.core.BlockstorageClient, str, str]:
@@ -94,9 +102,16 @@ def test_gc_during_backup_keeps_what_it_needs(server: Server, tmp_path: Path) ->
     stop = threading.Event()
     runs: list[int] = []
 
-    def collect() -> None:
-        while not stop.is_set():
-            runs.append(server.ocibv("gc", "--grace-seconds", "600").returncode)
+    def collect() -> None:  # what `ocibv gc` does, again and again, in process
+        with admin_services(server) as services:
+            while not stop.is_set():
+                try:
+                    services.store_housekeeping.collect_garbage(grace_seconds=600)
+                    runs.append(0)
+                except Exception:
+                    runs.append(1)
+                    raise
+                time.sleep(0.05)
 
     collector = threading.Thread(target=collect)
     collector.start()
@@ -113,7 +128,9 @@ def test_gc_during_backup_keeps_what_it_needs(server: Server, tmp_path: Path) ->
     assert_volume_holds(server, restored.id, image, tmp_path)
 
 
-def test_kill_during_backup_resumes_or_faults(make_server: type[Server], tmp_path: Path) -> None:
+def test_kill_during_backup_resumes_or_faults(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
     server = make_server().start()
     bs, tenancy, ad = _setup(server)
     image = tmp_path / "big.img"
@@ -146,7 +163,9 @@ def test_kill_during_backup_resumes_or_faults(make_server: type[Server], tmp_pat
     _backup(bs, volume, "INCREMENTAL")
 
 
-def test_lost_database_recovered_from_store(make_server: type[Server], tmp_path: Path) -> None:
+def test_lost_database_recovered_from_store(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
     server = make_server().start()
     bs, tenancy, ad = _setup(server)
     compartment = server.identity().create_compartment(
@@ -194,8 +213,13 @@ def test_lost_database_recovered_from_store(make_server: type[Server], tmp_path:
         assert_volume_holds(server, restored.id, image, tmp_path)
 
 
-def test_gc_runs_by_itself(make_server: type[Server], tmp_path: Path) -> None:
-    server = make_server(env={"OCIBV_GC_INTERVAL_SECONDS": "1", "OCIBV_GC_GRACE_SECONDS": "0"})
+def test_gc_runs_by_itself(make_server: Callable[..., Server], tmp_path: Path) -> None:
+    # A process of its own: with no grace, a sweep racing the backup below can take a chunk's
+    # temporary file from under it (a server bug, reported); in process, sharing the GIL with
+    # the test, the backup is slow enough to lose that race now and then.
+    server = make_server(
+        env={"OCIBV_GC_INTERVAL_SECONDS": "1", "OCIBV_GC_GRACE_SECONDS": "0"}
+    )
     server.start()
     bs, tenancy, ad = _setup(server)
     volume = new_volume(bs, tenancy, ad, "collected")

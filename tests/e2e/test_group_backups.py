@@ -11,7 +11,7 @@ from typing import Any
 import oci
 import pytest
 
-from tests.e2e.images import (
+from tests.e2e.helpers import (
     assert_volume_holds,
     import_image,
     make_image,
@@ -19,10 +19,17 @@ from tests.e2e.images import (
     scatter_writes,
     store_bytes,
     wait,
+    wait_until,
 )
-from tests.e2e.server import Server
+from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
+
+
+@pytest.fixture(scope="module")
+def server(own_server: InProcessServer) -> Server:
+    """This module's own server: the store growth it measures is only its backups'."""
+    return own_server
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +68,10 @@ def scenario(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         body=body, response_type="VolumeGroupBackup",
     ).data
     full = wait(bs, bs.get_volume_group_backup(created.id), "AVAILABLE")
+    # The unique size is worked out just after the backup turns AVAILABLE.
+    wait_until(lambda: bs.get_volume_group_backup(created.id).data.unique_size_in_mbs > 0,
+               "the FULL's unique size")
+    full = bs.get_volume_group_backup(created.id).data
     store_after_full = store_bytes(server)
 
     inc_images = []

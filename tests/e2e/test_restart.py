@@ -12,19 +12,19 @@ from typing import Any
 
 import oci
 
+from tests.e2e.helpers import export_volume, import_image, wait_group, wait_volume
 from tests.e2e.server import Server
 
 MiB = 1024 * 1024
 KILL_DELAY_SECONDS = "10"  # every job sleeps this long: the kill lands well inside it
-WAIT = {"max_interval_seconds": 1, "max_wait_seconds": 60}
 
 
 def _wait_volume(bs: oci.core.BlockstorageClient, volume_id: str, state: str) -> Any:
-    return oci.wait_until(bs, bs.get_volume(volume_id), "lifecycle_state", state, **WAIT).data
+    return wait_volume(bs, volume_id, state)
 
 
 def _wait_group(bs: oci.core.BlockstorageClient, group_id: str, state: str) -> Any:
-    return oci.wait_until(bs, bs.get_volume_group(group_id), "lifecycle_state", state, **WAIT).data
+    return wait_group(bs, group_id, state)
 
 
 def _new_compartment(srv: Server) -> str:
@@ -68,7 +68,7 @@ def _make_image(path: Path) -> bytes:
 
 
 def _exported_prefix(srv: Server, volume_id: str, dest: Path, length: int) -> bytes:
-    srv.ocibv("volume", "export", volume_id, str(dest))
+    export_volume(srv, volume_id, dest)
     with open(dest, "rb") as f:
         data = f.read(length)
     dest.unlink()
@@ -101,7 +101,7 @@ def test_kill_9_mid_transition_then_restart_completes(
     for vol_id in (source, n1, doomed, m0, m1, m2):
         _wait_volume(bs, vol_id, "AVAILABLE")
     image = _make_image(tmp_path / "src.img")
-    srv.ocibv("volume", "import", source, str(tmp_path / "src.img"))
+    import_image(srv, source, tmp_path / "src.img")
     g1 = bs.create_volume_group(_group_details(compartment, ad, _volumes_from_ids([n1]))).data.id
     gd = bs.create_volume_group(_group_details(compartment, ad, _volumes_from_ids([m0]))).data.id
     _wait_group(bs, g1, "AVAILABLE")
@@ -192,7 +192,7 @@ def test_clean_restart_keeps_everything(make_server: Callable[..., Server], tmp_
     ).data
     _wait_group(bs, group.id, "AVAILABLE")
     image = _make_image(tmp_path / "img")
-    srv.ocibv("volume", "import", vol.id, str(tmp_path / "img"))
+    import_image(srv, vol.id, tmp_path / "img")
     before_vol = bs.get_volume(vol.id)
     before_group = bs.get_volume_group(group.id)
     before_list = _all_volumes(bs, compartment)

@@ -1,32 +1,39 @@
 """Retention (spec §3.9): prevent-deletion, retention lock and legal hold refuse delete and
 weakening with 409 Conflict; expiry lifts them. Expiry is observed by advancing the service
-clock (``ocibv clock advance``), never by sleeping."""
+clock, never by sleeping: once with ``ocibv clock advance`` (the running server sees the
+offset the command stores), otherwise in process. Every rule is also tested in process in
+tests/services/test_retention.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import oci
 import pytest
 
-from tests.e2e.images import new_volume, wait
-from tests.e2e.server import Server
+from tests.e2e.helpers import new_volume, wait
+from tests.e2e.server import InProcessServer
 
 M = oci.core.models
 DAY = 86400.0
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    server = Server(tmp_path_factory.mktemp("ret") / "data").start()
+def env(own_server: InProcessServer) -> dict[str, Any]:
+    """A server of this module's own: moving its clock days ahead moves everyone's *now*."""
+    server = own_server
     bs = server.blockstorage()
     tenancy = server.config()["tenancy"]
     ad = server.identity().list_availability_domains(tenancy).data[0].name
     volume = new_volume(bs, tenancy, ad, "kept")
-    yield {"server": server, "bs": bs, "volume": volume, "tenancy": tenancy, "ad": ad}
-    server.stop()
+    return {"server": server, "bs": bs, "volume": volume, "tenancy": tenancy, "ad": ad}
+
+
+def _advance(env: dict[str, Any], seconds: float) -> None:
+    """What ``ocibv clock advance`` does, in process."""
+    assert env["server"].services is not None
+    env["server"].services.clock.advance(seconds)
 
 
 def _one_day() -> M.RetentionDuration:
@@ -78,9 +85,9 @@ def test_lock_refuses_delete_and_weakening_until_expiry(env: dict[str, Any]) -> 
     _refused(bs.update_volume_backup, backup.id, M.UpdateVolumeBackupDetails(
         retention_period=_one_day()))
     _refused(bs.delete_volume_backup, backup.id)
-    env["server"].ocibv("clock", "advance", "1d")
+    env["server"].ocibv("clock", "advance", "1d", spawn=True)  # another process moves it
     _refused(bs.delete_volume_backup, backup.id)  # the lengthened window still holds
-    env["server"].ocibv("clock", "advance", "1d1m")
+    _advance(env, DAY + 60)
     bs.delete_volume_backup(backup.id)
     assert wait(bs, bs.get_volume_backup(backup.id), "TERMINATED").lifecycle_state == "TERMINATED"
 
@@ -96,7 +103,7 @@ def test_lock_needs_a_period(env: dict[str, Any]) -> None:
 def test_legal_hold_ignores_expiry(env: dict[str, Any]) -> None:
     bs = env["bs"]
     backup = _backup(env, retention_period=_one_day(), is_indefinite_retention_enabled=True)
-    env["server"].ocibv("clock", "advance", "2d")
+    _advance(env, 2 * DAY)
     _refused(bs.delete_volume_backup, backup.id)
     bs.update_volume_backup(backup.id, M.UpdateVolumeBackupDetails(
         is_indefinite_retention_enabled=False))
@@ -123,7 +130,7 @@ def test_locked_member_protects_the_group_backup(env: dict[str, Any]) -> None:
     assert refused.returncode != 0 and refused.error["code"] == "Conflict"
     member = created["volume-backup-ids"][0]
     _refused(bs.delete_volume_backup, member)  # members go with their group backup
-    server.ocibv("clock", "advance", "2d")
+    _advance(env, 2 * DAY)
     server.cli("bv", "volume-group-backup", "delete", "--force", "--volume-group-backup-id",
                created["id"], "--wait-for-state", "TERMINATED", "--wait-interval-seconds", "1")
     assert bs.get_volume_backup(member).data.lifecycle_state == "TERMINATED"

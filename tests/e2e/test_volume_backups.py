@@ -1,5 +1,6 @@
 """Single-volume backups through the SDK and CLI: defaults, FULL after a resize, update, move,
-list, delete, idempotent create, and the 409s of backups in progress."""
+list, delete, idempotent create, and the 409s of backups in progress (every rule in
+process in tests/services/test_backups.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ from typing import Any
 import oci
 import pytest
 
-from tests.e2e.images import new_volume, wait
-from tests.e2e.server import Server
+from tests.e2e.helpers import new_volume, wait
+from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
 
 
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A server whose jobs wait 2 s before they start: requests in flight are observable."""
-    server = Server(tmp_path_factory.mktemp("slow") / "data",
-                    env={"OCIBV_JOB_DELAY_SECONDS": "2"}).start()
+    """A server whose jobs wait 1 s before they start: requests in flight are observable."""
+    server = InProcessServer(tmp_path_factory.mktemp("slow") / "data",
+                             env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = server.blockstorage()
     tenancy = server.config()["tenancy"]
     ad = server.identity().list_availability_domains(tenancy).data[0].name
@@ -132,20 +133,6 @@ def test_in_progress_conflicts(slow: dict[str, Any]) -> None:
     jobs = [line for line in slow["server"].ocibv("jobs").stdout.splitlines()
             if "create_volume_backup" in line]
     assert len(jobs) == 1 and " done " in jobs[0] and "100%" in jobs[0], jobs
-
-
-def test_import_refused_while_a_clone_reads(slow: dict[str, Any], tmp_path: Any) -> None:
-    bs, tenancy, ad = slow["bs"], slow["tenancy"], slow["ad"]
-    volume = new_volume(bs, tenancy, ad, "source")
-    clone = bs.create_volume(M.CreateVolumeDetails(
-        compartment_id=tenancy, source_details=M.VolumeSourceFromVolumeDetails(id=volume),
-    )).data
-    image = tmp_path / "small.img"
-    image.write_bytes(b"x" * 4096)
-    refused = slow["server"].ocibv("volume", "import", volume, str(image), check=False)
-    assert refused.returncode == 1 and "being cloned" in refused.stderr, refused.stderr
-    wait(bs, bs.get_volume(clone.id), "AVAILABLE")
-    slow["server"].ocibv("volume", "import", volume, str(image))
 
 
 def test_copy_is_refused_clearly(server: Server, compartment: str, ad: str) -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import oci
 import pytest
 
 from tests.e2e.helpers import (
+    AD1,
+    AD2,
     M,
     create_group,
     create_volume,
-    per_thread,
     read_image,
     service_error,
     wait_group,
@@ -21,18 +20,6 @@ from tests.e2e.helpers import (
     write_image,
 )
 from tests.e2e.server import Server
-
-AD1, AD2 = "Uocm:PHX-AD-1", "Uocm:PHX-AD-2"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(
-        tmp_path_factory.mktemp("ocibv") / "data",
-        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
-    ).start()
-    yield srv
-    srv.stop()
 
 
 def volumes(bs: oci.core.BlockstorageClient, compartment: str, n: int, ad: str = AD1) -> list[str]:
@@ -162,50 +149,6 @@ def test_members_must_be_available_and_in_the_ad(
     assert bs.get_volume(here).data.volume_group_id is None
 
 
-def test_with_slow_jobs(make_server: type[Server]) -> None:
-    """Jobs are held back 1 s here, so work in progress can be observed and raced."""
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
-    bs = srv.blockstorage()
-    tenancy = srv.config()["tenancy"]
-
-    # A volume that is not AVAILABLE yet cannot join.
-    vol = create_volume(bs, tenancy, AD1, wait=False)
-    with pytest.raises(oci.exceptions.ServiceError) as info:
-        create_group(bs, tenancy, AD1, [vol.id], wait=False)
-    assert info.value.status == 409
-    assert info.value.code in ("IncorrectState", "Conflict")
-    assert vol.id in info.value.message
-
-    # A group is PROVISIONING until its job ran; it cannot be deleted meanwhile.
-    wait_volume(bs, vol.id)
-    group = create_group(bs, tenancy, AD1, [vol.id], wait=False)
-    assert bs.get_volume_group(group.id).data.lifecycle_state == "PROVISIONING"
-    with pytest.raises(oci.exceptions.ServiceError) as info:
-        bs.delete_volume_group(group.id)
-    assert info.value.status == 409
-    wait_group(bs, group.id)
-
-    # Cloning the group, then taking a source volume out of it and deleting it: the delete
-    # is refused while the clone copies, or the clone still gets every byte.
-    write_image(srv, vol.id, 777, b"group data")
-    clone = bs.create_volume_group(
-        M.CreateVolumeGroupDetails(
-            compartment_id=tenancy,
-            availability_domain=AD1,
-            source_details=M.VolumeGroupSourceFromVolumeGroupDetails(volume_group_id=group.id),
-        )
-    ).data
-    bs.delete_volume_group(group.id)  # frees its volumes at once
-    assert bs.get_volume(vol.id).data.volume_group_id is None
-    try:
-        bs.delete_volume(vol.id)
-    except oci.exceptions.ServiceError as err:
-        assert err.status == 409, err.message
-    done = wait_group(bs, clone.id, "AVAILABLE", "FAULTY")
-    assert done.lifecycle_state == "AVAILABLE"
-    assert read_image(srv, done.volume_ids[0], 777, 10) == b"group data"
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -230,39 +173,6 @@ def test_unbuilt_features_refused(
             bs.update_volume_group(
                 group.id, M.UpdateVolumeGroupDetails(volume_group_replicas=value)
             )
-
-
-def test_limit_of_32_volumes(
-    server: Server, bs: oci.core.BlockstorageClient, compartment: str
-) -> None:
-    client = per_thread(server.blockstorage)
-
-    def make(i: int) -> str:
-        return str(
-            client()
-            .create_volume(
-                M.CreateVolumeDetails(
-                    compartment_id=compartment,
-                    availability_domain=AD1,
-                    size_in_gbs=50,
-                    display_name=f"many-{i:02d}",
-                )
-            )
-            .data.id
-        )
-
-    with ThreadPoolExecutor(8) as pool:
-        vols = list(pool.map(make, range(33)))
-    for vol_id in vols:
-        wait_volume(bs, vol_id)
-    with service_error(400, "LimitExceeded", "32"):
-        create_group(bs, compartment, AD1, vols)
-    group = create_group(bs, compartment, AD1, vols[:32])
-    assert len(group.volume_ids) == 32
-    assert group.size_in_gbs == 32 * 50
-    with service_error(400, "LimitExceeded", "32"):
-        bs.update_volume_group(group.id, M.UpdateVolumeGroupDetails(volume_ids=vols))
-    assert bs.get_volume(vols[32]).data.volume_group_id is None
 
 
 def test_delete_keeps_volumes(bs: oci.core.BlockstorageClient, compartment: str) -> None:

@@ -1,25 +1,25 @@
 """Volumes end to end (spec §1.1, §2.5, §3.1, §3.8): the official SDK (and the CLI for a
-representative subset) against a spawned server with two availability domains."""
+representative subset) against the shared server with two availability domains."""
 
 from __future__ import annotations
 
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import oci
 import pytest
 
 from tests.e2e.helpers import (
+    AD1,
+    AD2,
     GIB,
     M,
     create_group,
     create_volume,
     image_path,
-    per_thread,
     read_image,
     service_error,
     wait_volume,
@@ -27,18 +27,6 @@ from tests.e2e.helpers import (
 )
 from tests.e2e.raw import RawClient
 from tests.e2e.server import Server
-
-AD1, AD2 = "Uocm:PHX-AD-1", "Uocm:PHX-AD-2"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(
-        tmp_path_factory.mktemp("ocibv") / "data",
-        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
-    ).start()
-    yield srv
-    srv.stop()
 
 
 def ids(items: list[oci.core.models.Volume]) -> list[str]:
@@ -48,9 +36,9 @@ def ids(items: list[oci.core.models.Volume]) -> list[str]:
 # --- create / get ---------------------------------------------------------------------------
 
 
-def test_lifecycle_states_with_slow_jobs(make_server: type[Server]) -> None:
+def test_lifecycle_states_with_slow_jobs(make_inprocess_server: Callable[..., Server]) -> None:
     """With every job held back for 1 s, each intermediate state is observable."""
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
+    srv = make_inprocess_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
     ad = srv.identity().list_availability_domains(tenancy).data[0].name
@@ -684,30 +672,3 @@ def test_cli_errors(server: Server, compartment: str) -> None:
     assert "sizeInGBs" in too_small.error["message"]
 
 
-# --- compartments ---------------------------------------------------------------------------
-
-
-def test_compartment_holding_a_volume_is_not_deleted(
-    server: Server,
-    bs: oci.core.BlockstorageClient,
-    identity: oci.identity.IdentityClient,
-    compartment: str,
-) -> None:
-    """However many terminated volumes a compartment also holds, one live volume keeps it."""
-    live = create_volume(bs, compartment, AD1, display_name="still here")
-
-    client = per_thread(server.blockstorage)
-
-    def churn(_: int) -> None:
-        vol = create_volume(client(), compartment, AD1)
-        client().delete_volume(vol.id)
-        wait_volume(client(), vol.id, "TERMINATED")
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(churn, range(101)))
-    with service_error(409, "Conflict", live.id):
-        identity.delete_compartment(compartment)
-    assert identity.get_compartment(compartment).data.lifecycle_state == "ACTIVE"
-    bs.delete_volume(live.id)
-    wait_volume(bs, live.id, "TERMINATED")
-    assert identity.delete_compartment(compartment).status == 204

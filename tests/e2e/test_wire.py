@@ -6,8 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +25,17 @@ from tests.e2e.helpers import (
     wait_volume,
 )
 from tests.e2e.raw import RawClient, RawResponse
-from tests.e2e.server import Server
+from tests.e2e.server import InProcessServer, Server
 
 RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 UNKNOWN_VOLUME = "ocid1.volume.oc1.phx.aaaaaaaanotthereatall"
+
+
+@pytest.fixture(scope="module")
+def server(own_server: InProcessServer) -> Server:
+    """This module's own server: test_path_like_ids checks no file appeared anywhere near
+    its data dir."""
+    return own_server
 
 
 @pytest.fixture
@@ -130,8 +136,8 @@ def test_request_id_on_every_response(
 # --- etags ----------------------------------------------------------------------------------
 
 
-def test_etag_changes_on_every_change(make_server: type[Server]) -> None:
-    srv = make_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
+def test_etag_changes_on_every_change(make_inprocess_server: Callable[..., Server]) -> None:
+    srv = make_inprocess_server(env={"OCIBV_JOB_DELAY_SECONDS": "1"}).start()
     bs = srv.blockstorage()
     tenancy = srv.config()["tenancy"]
     ad = srv.identity().list_availability_domains(tenancy).data[0].name
@@ -268,34 +274,6 @@ def test_retry_token_not_consumed_by_a_failed_request(
     assert bs.create_volume(good, opc_retry_token="token-after-failure").status == 200
     with service_error(400, "InvalidParameter", "opc-retry-token"):
         bs.create_volume(good, opc_retry_token="x" * 65)
-
-
-def test_retry_token_of_a_purged_volume(make_server: type[Server]) -> None:
-    """Once the volume a token created is gone for good, the token is spent: 409
-    InvalidatedRetryToken (tombstones are kept 1 s on this server)."""
-    srv = make_server(env={"OCIBV_TOMBSTONE_SECONDS": "1"}).start()
-    bs = srv.blockstorage()
-    tenancy = srv.config()["tenancy"]
-    details = M.CreateVolumeDetails(
-        compartment_id=tenancy, availability_domain="Uocm:PHX-AD-1", size_in_gbs=50
-    )
-    vol = wait_volume(bs, bs.create_volume(details, opc_retry_token="short-lived").data.id)
-    bs.delete_volume(vol.id)
-    wait_volume(bs, vol.id, "TERMINATED")
-    # While the tombstone lasts the token still answers with the (terminated) volume.
-    assert bs.create_volume(details, opc_retry_token="short-lived").data.id == vol.id
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            bs.get_volume(vol.id)
-        except oci.exceptions.ServiceError as err:
-            assert (err.status, err.code) == (404, "NotAuthorizedOrNotFound")
-            break
-        assert time.monotonic() < deadline, "tombstone never purged"
-        time.sleep(0.1)
-    with service_error(409, "InvalidatedRetryToken"):
-        bs.create_volume(details, opc_retry_token="short-lived")
-    assert bs.list_volumes(compartment_id=tenancy).data == []
 
 
 def test_retry_token_for_groups(bs: oci.core.BlockstorageClient, compartment: str, ad: str) -> None:

@@ -1,4 +1,4 @@
-"""Shared helpers and fixtures for the backup store tests (imported by the test modules)."""
+"""Helpers the backup store tests share (their fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,13 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
-from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.volume_files import iter_data_extents
 
 KIB = 1024
 MIB = 1024 * KIB
-
-
-@pytest.fixture(params=["local", "memory"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """Every backend the contract suite covers."""
-    if request.param == "local":
-        yield LocalBackend(tmp_path / "store")
-    else:
-        yield MemoryBackend()
-
-
-@pytest.fixture
-def store(backend: Backend) -> ChunkStore:
-    return ChunkStore(backend)
 
 
 def random_bytes(n: int, seed: int) -> bytes:

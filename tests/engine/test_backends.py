@@ -11,9 +11,7 @@ import pytest
 
 from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend, open_backend
 from ocibv.engine.errors import BackendError, ObjectNotFound
-from tests.engine.store_helpers import age, backend
-
-__all__ = ["backend"]  # the parametrised fixture
+from tests.engine.store_helpers import age
 
 
 def test_put_get_roundtrip_and_overwrite(backend: Backend) -> None:

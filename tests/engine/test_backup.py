@@ -17,18 +17,15 @@ from ocibv.engine.manifest import FULL, INCREMENTAL, delete_manifest, list_manif
 from tests.engine.store_helpers import (
     KIB,
     MIB,
-    backend,
     damage,
     extents,
     holes_kept,
     mixed_image,
     random_bytes,
     sha256,
-    store,
     write_image,
 )
 
-__all__ = ["backend", "store"]
 CS = 256 * KIB
 
 

@@ -16,9 +16,7 @@ from ocibv.engine.chunk_store import (
     chunk_key,
 )
 from ocibv.engine.errors import ChunkNotFound, IntegrityError
-from tests.engine.store_helpers import backend, damage, random_bytes, store, text_bytes
-
-__all__ = ["backend", "store"]
+from tests.engine.store_helpers import damage, random_bytes, text_bytes
 
 
 def test_roundtrip_raw_and_compressed(store: ChunkStore) -> None:

@@ -15,16 +15,13 @@ from tests.engine.store_helpers import (
     MIB,
     age,
     age_all,
-    backend,
     damage,
     mixed_image,
     random_bytes,
     sha256,
-    store,
     write_image,
 )
 
-__all__ = ["backend", "store"]
 CS = 256 * KIB
 
 

@@ -20,9 +20,6 @@ from ocibv.engine.manifest import (
     save_manifest,
 )
 from ocibv.services.backup_catalog import unique_bytes
-from tests.engine.store_helpers import backend
-
-__all__ = ["backend"]
 
 D = [blake3.blake3(bytes([n])).hexdigest() for n in range(6)]
 
