@@ -25,9 +25,9 @@ from click.testing import CliRunner
 from oci_cli.cli import cli as oci_cli_command
 from oci_cli.dynamic_loader import load_service_from_command
 
-from ocibv.api.app import create_app
 from ocibv.bootstrap import ensure_bootstrapped
 from ocibv.cli.main import main as ocibv_command
+from ocibv.cli.serve import api_server_config
 from ocibv.config import Settings
 from ocibv.services.container import Services
 
@@ -213,10 +213,7 @@ class InProcessServer(Server):
         ensure_bootstrapped(services)
         (self.data_dir / "server.json").write_text(json.dumps({"endpoint": self.endpoint}))
         services.start()
-        config = uvicorn.Config(
-            create_app(services), host="127.0.0.1", port=self.port, log_level="warning",
-            access_log=False, lifespan="off",
-        )
+        config = api_server_config(services, "127.0.0.1", self.port, lifespan="off")
         self.services, self._uvicorn = services, uvicorn.Server(config)
         self._thread = threading.Thread(target=self._uvicorn.run, name="ocibv-uvicorn", daemon=True)
         self._thread.start()

@@ -76,9 +76,8 @@ class Cloud:
 
     def settle(self) -> int:
         """Run every queued job to the end, in this thread; returns how many ran."""
-        # JobRunner lost its public run_pending(); its one-job step is what that ran.
         count = 0
-        while self.services.runner._run_one():
+        while self.services.runner.run_one():
             count += 1
         return count
 

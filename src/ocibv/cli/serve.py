@@ -11,6 +11,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from typing import Any, Literal
 
 import click
 
@@ -93,13 +94,31 @@ def serve(
         services.stop()
 
 
-def _serve_api_and_nbd(
-    services: Services, host: str, port: int, nbd: NbdServer, plane: NbdDataPlane
-) -> None:
+def api_server_config(
+    services: Services, host: str, port: int, *, lifespan: Literal["auto", "off"] = "auto"
+) -> Any:
+    """The uvicorn configuration of the API server (the tests' in-process server uses it too,
+    so both run the same app with the same HTTP protocol class)."""
     import uvicorn
 
     from ocibv.api.app import create_app
     from ocibv.api.protocol import OciHttpToolsProtocol
+
+    return uvicorn.Config(
+        create_app(services),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=OciHttpToolsProtocol,
+        lifespan=lifespan,
+    )
+
+
+def _serve_api_and_nbd(
+    services: Services, host: str, port: int, nbd: NbdServer, plane: NbdDataPlane
+) -> None:
+    import uvicorn
 
     settings = services.settings
     server_file = settings.data_dir / "server.json"
@@ -109,14 +128,7 @@ def _serve_api_and_nbd(
     for line in env_lines(settings):
         click.echo(f"  {line}")
     sys.stdout.flush()
-    config = uvicorn.Config(
-        create_app(services),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        http=OciHttpToolsProtocol,
-    )
+    config = api_server_config(services, host, port)
 
     async def run_servers() -> None:
         try:

@@ -140,7 +140,7 @@ class JobRunner:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                ran = self._run_one()
+                ran = self.run_one()
             except Exception:  # database trouble: log it and keep the worker alive
                 log.exception("job worker error")
                 ran = False
@@ -148,7 +148,9 @@ class JobRunner:
                 self._wake.wait(1.0)
                 self._wake.clear()
 
-    def _run_one(self) -> bool:
+    def run_one(self) -> bool:
+        """Claim one due job and run it in the calling thread; False when none is queued
+        (what each worker thread does in a loop)."""
         with self.db.write() as conn:
             job = job_rows.claim_next(conn, self.owner)
         if job is None:
