@@ -31,13 +31,6 @@ SETTLED = ("AVAILABLE", "FAULTY")
 pytestmark = pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed")
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def pair(postgres: PostgresServer, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two servers sharing a fresh database, the data dir (volumes) and the store."""

@@ -21,21 +21,29 @@ from ocibv.services.container import Services
 from ocibv.services.context import Caller
 from ocibv.services.listing import ListRequest
 from ocibv.store import resources as repo
+from tests.postgres import PostgresServer
 
 AD1, AD2 = "Uocm:PHX-AD-1", "Uocm:PHX-AD-2"
 
-# name -> the URL for a fresh, empty instance under a temporary directory
-DATABASES: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'ocibv.db'}",
+# name -> the URL for a fresh, empty instance (under a temporary directory, or in the
+# session's PostgreSQL server)
+DATABASES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda _, tmp: f"sqlite:///{tmp / 'ocibv.db'}",
+    "postgresql": lambda request, _: _postgres_database(request),
 }
 STORES: dict[str, Callable[[Path], str]] = {
     "file": lambda tmp: f"file://{tmp / 'store'}",
 }
 
 
+def _postgres_database(request: pytest.FixtureRequest) -> str:
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database(template=server.migrated_template())
+
+
 @pytest.fixture(params=sorted(DATABASES))
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return DATABASES[request.param](tmp_path)
+    return DATABASES[request.param](request, tmp_path)
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -57,6 +57,22 @@ def _announces_body(request: Request) -> bool:
     )
 
 
+UNAUTHENTICATED_DRAIN_BYTES = 64 * 1024
+
+
+async def _dropped(request: Request, limit: int) -> bool:
+    """Read and discard the rest of the body if it is at most ``limit`` bytes."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                return False
+    except Exception:  # the client went away, or sent something broken: just close
+        return False
+    return True
+
+
 class ApiContext:
     def __init__(self, auth: Authenticator) -> None:
         self.auth = auth
@@ -77,10 +93,12 @@ class ApiContext:
             except OciError as error:
                 response = error_response(error, request_id)
                 if error.status == 401 and body is None and _announces_body(request):
-                    # Not authenticated: its body is never read, not even to keep the
-                    # connection. (A 413 keeps it: uvicorn drains the refused body, so an
-                    # authenticated client that sent too much reads its answer cleanly.)
-                    response.headers["connection"] = "close"
+                    # Not authenticated: its body is never read into the app. A small one is
+                    # dropped so that the client reads its 401 cleanly (closing with unread
+                    # bytes resets the connection, and the answer with it); past that the
+                    # connection is closed. (A 413 keeps it: uvicorn drains the refused body.)
+                    if not await _dropped(request, UNAUTHENTICATED_DRAIN_BYTES):
+                        response.headers["connection"] = "close"
                 return response
             except Exception:
                 log.exception("unexpected error in %s %s", request.method, request.url.path)
