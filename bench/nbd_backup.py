@@ -1,6 +1,6 @@
 """Backups of volumes attached over NBD: a real ``ocibv serve``, driven through the official SDK.
 
-    .venv/bin/python bench/nbd_backup.py [--sizes 4,16,8] [--writer-seconds 10] [--workdir DIR]
+    .venv/bin/python bench/nbd_backup.py [--sizes 4,16,64,8] [--writer-seconds 10] [--workdir DIR]
 
 One ``ocibv serve`` (fresh data dir in a temp dir, free API port, ``--nbd-port 0``) serves
 50 GB volumes (bigger when the data needs it); each is attached with ``ocibv volume attach``
@@ -24,12 +24,13 @@ request until it is AVAILABLE (polled every 20 ms); bytes read are the job row's
    restored (CreateVolume from the backup) and the restored volume's data range must hash
    (sha256) to the source volume's and to the image-plus-writes computed in memory, and
    hold no data past the range.
-2. Flat in volume size: the same change (655 writes of 64 KiB) on volumes with 4, 16 and 8
-   GiB of data (``--sizes``; 64 needs ~60 GiB of free disk): a changed-block INCREMENTAL,
-   then a content-rescan one for comparison (detach, ``touch`` the image behind the
-   record's back so its mtime no longer matches, attach, write the same amount,
-   INCREMENTAL: the job's note says it compared content). A size the disk cannot hold
-   while leaving 4 GiB free is skipped and recorded (the disk is shared).
+2. Flat in volume size: the same change (655 writes of 64 KiB) on volumes with 4, 16, 64, 8
+   GiB of data (``--sizes``; 64 needs ~60 GiB of free disk): ``--repeats`` changed-block
+   INCREMENTALs (a new change before each; the median is reported), then a content-rescan
+   one for comparison (detach, ``touch`` the image behind the record's back so its mtime no
+   longer matches, attach, write the same amount, INCREMENTAL: the job's note says it
+   compared content). A size the disk cannot hold while leaving 4 GiB free is skipped and
+   recorded (the disk is shared).
 3. Writer impact: a separate process writes 4 KiB at random offsets of the data range
    through NBD, one at a time, to a volume of a two-volume group: ``--writer-seconds``
    without a backup (half just before, half just after), and while a FULL group backup runs;
@@ -368,12 +369,16 @@ def rescan_incremental(bench: Bench, volume: str, uri: str, size: int, count: in
 
 def size_point(bench: Bench, size: int, count: int, work: Path, first: dict[str, Any] | None,
                writer: Callable[[Callable[[], tuple[float, float]]], dict[str, Any]] | None = None,
-               ) -> dict[str, Any]:
-    """Changed-block and content-rescan INCREMENTALs of ``count`` 64 KiB writes at ``size``;
-    ``writer``, if given, runs a writer to another volume during this volume's FULL."""
+               repeats: int = 3) -> dict[str, Any]:
+    """``repeats`` changed-block INCREMENTALs (each after a new change of ``count`` 64 KiB
+    writes; the median by wall time is reported) and one content-rescan INCREMENTAL at
+    ``size``; ``writer``, if given, runs a writer to another volume during this volume's
+    FULL."""
     control = None
-    if first is not None:  # the volume of measurement 1: its INCREMENTAL is the tracked one
-        volume, uri, tracked = first["volume_id"], first["uri"], first["ocibv"]["INCREMENTAL"]
+    runs: list[dict[str, Any]] = []
+    if first is not None:  # the volume of measurement 1: its INCREMENTAL is the first run
+        volume, uri = first["volume_id"], first["uri"]
+        runs.append(first["ocibv"]["INCREMENTAL"])
     else:
         volume = bench.create_volume(f"data-{size >> 30}g", size)
         uri = fill_volume(bench, volume, size)
@@ -390,13 +395,16 @@ def size_point(bench: Bench, size: int, count: int, work: Path, first: dict[str,
             control = writer(run_full)
             print(f"  writer to another volume during this FULL {_lat(control)}", flush=True)
         print(f"  ocibv FULL        {_row(full)}", flush=True)
-        write_through_nbd(uri, change_writes(size, count, CHANGE_SEED))
-        tracked = bench.backup(volume, "INCREMENTAL")
-    print(f"  {size >> 30:3d} GiB changed-block INCREMENTAL {_row(tracked)}", flush=True)
+    while len(runs) < repeats:
+        write_through_nbd(uri, change_writes(size, count, CHANGE_SEED + 10 + len(runs)))
+        runs.append(bench.backup(volume, "INCREMENTAL"))
+    for run in runs:
+        print(f"  {size >> 30:3d} GiB changed-block INCREMENTAL {_row(run)}", flush=True)
+    tracked = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     uri, rescan = rescan_incremental(bench, volume, uri, size, count, CHANGE_SEED + 1)
     print(f"  {size >> 30:3d} GiB content-rescan INCREMENTAL {_row(rescan)}", flush=True)
     out = {"data_bytes": size, "volume_id": volume, "uri": uri, "change_writes": count,
-           "tracked": tracked, "rescan": rescan}
+           "tracked": tracked, "tracked_runs": runs, "rescan": rescan}
     if first is None:
         out["FULL"] = full
     if control is not None:
@@ -552,12 +560,16 @@ def report(result: dict[str, Any]) -> None:
         print(f"{label:24s}{m['wall_s']:10.2f}{'':>10s}{m['store_growth_bytes'] / MIB:12.1f}")
     r = one["ocibv"]["RESTORE"]
     print(f"{'ocibv RESTORE':24s}{r['wall_s']:10.2f}   sha256 {'equal' if r['exact'] else 'BAD'}")
-    print("\n2. the same change at each data size: INCREMENTAL wall s / MiB read")
-    print(f"{'data':>8s}{'tracked s':>12s}{'read MiB':>10s}{'rescan s':>12s}{'read MiB':>10s}")
+    print("\n2. the same change at each data size: INCREMENTAL wall s / MiB read "
+          "(changed-block: median of the runs, min-max)")
+    print(f"{'data':>8s}{'tracked s':>12s}{'min-max':>14s}{'read MiB':>10s}"
+          f"{'rescan s':>12s}{'read MiB':>10s}")
     for p in result["flat_in_size"]:
         t, s = p["tracked"], p["rescan"]
-        print(f"{p['data_bytes'] >> 30:5d} GiB{t['wall_s']:12.2f}{t['bytes_read'] / MIB:10.1f}"
-              f"{s['wall_s']:12.2f}{s['bytes_read'] / MIB:10.1f}")
+        walls = [r["wall_s"] for r in p["tracked_runs"]]
+        spread = f"{min(walls):.2f}-{max(walls):.2f}"
+        print(f"{p['data_bytes'] >> 30:5d} GiB{t['wall_s']:12.2f}{spread:>14s}"
+              f"{t['bytes_read'] / MIB:10.1f}{s['wall_s']:12.2f}{s['bytes_read'] / MIB:10.1f}")
     for skipped in result.get("skipped_sizes", []):
         print(f"{skipped['data_bytes'] >> 30:5d} GiB  skipped: "
               f"{skipped['free_bytes'] / GIB:.1f} GiB of disk free")
@@ -597,7 +609,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["incremental_vs_restic"] = one
         count = one["change_writes"]
         print("2. flat in volume size", flush=True)
-        points = [size_point(bench, sizes[0], count, work, one)]
+        points = [size_point(bench, sizes[0], count, work, one, repeats=args.repeats)]
         one["uri"] = points[0]["uri"]  # re-attached by the rescan
         if args.writer_seconds > 0:
             print("3. writer impact", flush=True)
@@ -631,7 +643,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      sizes[0], work, during=timed)
                     return latency(lat, window[0])
 
-            points.append(size_point(bench, size, count, work, None, writer))
+            points.append(size_point(bench, size, count, work, None, writer, args.repeats))
             if "writer_during_this_full" in points[-1]:
                 result["writer_impact"]["during_full_of_another_volume"] = points[-1][
                     "writer_during_this_full"]
@@ -647,6 +659,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                          "python": platform.python_version(), "cache": "warm page cache"}
     result["config"] = {"sizes_bytes": sizes, "volume_gbs": VOLUME_GBS,
+                        "repeats": args.repeats,
                         "writer_seconds": args.writer_seconds, "write_block": args.write_block,
                         "restic": subprocess.run(["restic", "version"], capture_output=True,
                                                  text=True).stdout.strip(),
@@ -661,8 +674,10 @@ def main() -> None:
         writer_main(uri, float(seconds), int(block), int(span), Path(out), Path(stop))
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sizes", default="4,16,8", help="GiB of data per volume; the first is used "
+    p.add_argument("--sizes", default="4,16,64,8", help="GiB of data per volume; the first is used "
                    "for measurements 1 and 3")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="changed-block INCREMENTALs per size (median reported)")
     p.add_argument("--writer-seconds", type=float, default=10, help="0: skip measurement 3")
     p.add_argument("--write-block", type=int, default=4096)
     p.add_argument("--workdir", default=os.environ.get("TMPDIR", "/var/tmp"))
