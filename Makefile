@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/scale_out.py
 	$(BIN)/python bench/nbd.py
+	$(BIN)/python bench/nbd_backup.py
 
 clean:
 	rm -rf $(VENV) .ocibv .pytest_cache .mypy_cache .ruff_cache
