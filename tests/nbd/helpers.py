@@ -91,6 +91,9 @@ class RawClient:
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
             ("127.0.0.1", port), timeout=timeout
         )
+        # a request header and its payload go in two sends: without this, Nagle and delayed
+        # ACKs cost every write ~40 ms
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         magic, opt_magic, flags = p.GREETING.unpack(self.recv(18))
         assert (magic, opt_magic) == (p.NBDMAGIC, p.IHAVEOPT)
         assert flags & p.FLAG_FIXED_NEWSTYLE
