@@ -12,7 +12,7 @@ import click
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
 from ocibv.cli.clock import clock
 from ocibv.cli.common import data_dir_option, fail, open_services
-from ocibv.cli.store import gc, recover, scrub
+from ocibv.cli.store import gc, recover, scrub, store
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from ocibv.domain.errors import OciError
@@ -113,5 +113,5 @@ def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-for command in (volume, jobs, gc, scrub, recover, clock):
+for command in (volume, jobs, gc, scrub, recover, store, clock):
     main.add_command(command)

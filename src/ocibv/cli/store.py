@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from ocibv.cli.common import data_dir_option, open_services
+from ocibv.config import Settings
+from ocibv.services.housekeeping import migrate_store
 
 
 @click.command()
@@ -23,8 +25,9 @@ def gc(data_dir: Path, grace_seconds: float | None) -> None:
     services = open_services(data_dir)
     totals = services.store_housekeeping.collect_garbage(grace_seconds)
     click.echo(
-        f"gc: {totals['deleted_chunks']} chunk(s) deleted, "
-        f"{totals['freed_bytes']} bytes freed in {totals['tenancies']} tenancy store(s)"
+        f"gc: {totals['deleted_packs']} pack(s) deleted, "
+        f"{totals['freed_bytes']} bytes freed, {totals['condemned_packs']} pack(s) planned for "
+        f"deletion in {totals['tenancies']} tenancy store(s)"
     )
 
 
@@ -59,3 +62,26 @@ def recover(data_dir: Path) -> None:
     )
     for line in result.skipped:
         click.echo(f"  skipped {line}")
+
+
+@click.group()
+def store() -> None:
+    """The backup store itself (format, migration)."""
+
+
+@store.command()
+@data_dir_option
+@click.option(
+    "--store-url", envvar="OCIBV_STORE_URL", default=None,
+    help="The store (default: the data dir's; file:///dir or s3://bucket/prefix).",
+)
+def migrate(data_dir: Path, store_url: str | None) -> None:
+    """Convert a pre-v1 backup store to format v1 in place (server stopped; resumable)."""
+    url = store_url or Settings.load(data_dir).store_url
+    result = migrate_store(url)
+    click.echo(
+        f"migrate: {result.tenancies} tenancy store(s), {result.chunks_copied} chunk(s) packed, "
+        f"{result.records_rewritten} catalog record(s) rewritten"
+    )
+    for digest in result.damaged:
+        click.echo(f"  damaged chunk {digest} left out (run scrub after starting)")

@@ -6,11 +6,12 @@ writes them back and leaves everything else a hole. Work is spread over a small 
 (BLAKE3, zstd and file I/O release the GIL) with a bounded number of chunks in flight, so
 memory does not grow with the volume.
 
-Before saving its manifest a backup *seals*: it touches every chunk it names (refreshing
-the timestamp the garbage collector goes by) and stores again, from the image, any chunk
-that vanished meanwhile. With the collector's grace period (``maintenance``) this keeps a
-running backup safe from garbage collection, whether it wrote a chunk or deduplicated
-against an old one. Scrub and garbage collection live in ``maintenance``, re-exported here.
+A backup writes its packs and their index (``ChunkStore.flush``), then its manifest, then
+*verifies* it (rule W2 of docs/design.md): every chunk it names must have a copy in a pack
+that exists and no garbage-collection plan condemns; chunks that fail are stored again from
+the image (a stable snapshot) and the verification repeats. Only then does the backup
+return. That keeps a running backup safe from a concurrent collector without any atomic
+touch. Scrub and garbage collection live in ``maintenance``, re-exported here.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore
+from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_digest
 from ocibv.engine.errors import IntegrityError, VolumeImageError
 from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
     BackupType,
     ChunkEntry,
     Manifest,
+    delete_manifest,
     save_manifest,
     validate_id,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "collect_garbage",
     "restore_volume",
     "scrub",
+    "verify_backup",
 ]
 
 Progress = Callable[[int, int], None]
@@ -216,8 +219,8 @@ def backup_volume(
             if progress:
                 progress(done, total)
         chunks = [entries[i] for i in sorted(entries)]
-        _seal(store, reader, chunks, threads)
-        store.backend.sync()
+        entries.clear()
+        store.flush()
         manifest = Manifest(
             backup_id=backup_id,
             volume_id=volume_id,
@@ -229,37 +232,49 @@ def backup_volume(
             group_backup_id=group_backup_id,
         )
         save_manifest(store.backend, manifest)
+        try:
+            _verify_and_repair(store, reader, manifest)
+        except BaseException:
+            delete_manifest(store.backend, backup_id)  # never leave an unverified manifest
+            raise
         return manifest
     finally:
         os.close(fd)
 
 
-def _seal(store: ChunkStore, reader: _ImageReader, chunks: list[ChunkEntry], threads: int) -> None:
-    """Touch every chunk the new manifest names; store again any that vanished meanwhile.
+VERIFY_ATTEMPTS = 4
 
-    A chunk vanishes only if garbage collection deleted it since the backup first met it
-    (it was unreferenced and older than the grace period then); the image still holds it.
-    """
-    first_of: dict[str, ChunkEntry] = {}
-    for entry in chunks:
-        first_of.setdefault(entry.digest, entry)
 
-    def touch(batch: list[ChunkEntry]) -> list[ChunkEntry]:
-        return [entry for entry in batch if store.touch_chunk(entry.digest) is None]
+def verify_backup(store: ChunkStore, manifest: Manifest) -> set[str]:
+    """Digests of ``manifest`` without a usable stored copy (empty: the backup is whole)."""
+    return store.missing(entry.digest for entry in manifest.chunks)
 
-    missing = [
-        entry
-        for gone in bounded_map(touch, batched(first_of.values(), 512), threads)
-        for entry in gone
-    ]
-    for entry in missing:
-        data = reader.read(entry.chunk_index)
-        ref = store.put_chunk(data) if data is not None else None
-        if ref is None or ref.digest != entry.digest:
-            raise IntegrityError(
-                f"chunk {entry.chunk_index} of the image no longer hashes to {entry.digest}: "
-                "the image changed during the backup or the changed ranges were incomplete"
-            )
+
+def _verify_and_repair(store: ChunkStore, reader: _ImageReader, manifest: Manifest) -> None:
+    """Rule W2: verify after the manifest is saved; store again from the image what a
+    concurrent garbage collection condemned or removed, until nothing is missing."""
+    for _ in range(VERIFY_ATTEMPTS):
+        missing = verify_backup(store, manifest)
+        if not missing:
+            return
+        seen: set[str] = set()
+        for entry in manifest.chunks:
+            if entry.digest not in missing or entry.digest in seen:
+                continue
+            seen.add(entry.digest)
+            data = reader.read(entry.chunk_index)
+            if data is None or chunk_digest(data) != entry.digest:
+                raise IntegrityError(
+                    f"chunk {entry.chunk_index} of the image no longer hashes to "
+                    f"{entry.digest}: the image changed during the backup or the changed "
+                    "ranges were incomplete"
+                )
+            store.put_chunk(data, digest=entry.digest, force=True)
+        store.flush()
+    raise IntegrityError(
+        f"backup {manifest.backup_id}: chunks kept vanishing while it was verified "
+        "(garbage collection with a grace period of 0 running in a loop?)"
+    )
 
 
 def restore_volume(
@@ -292,7 +307,7 @@ def restore_volume(
         def fetch_and_write(batch: list[ChunkEntry]) -> int:
             for entry in batch:
                 data = store.get_chunk(entry.digest)
-                if len(data) != entry.size:
+                if len(data) != entry.size:  # pragma: no cover - the index checks sizes too
                     raise IntegrityError(
                         f"chunk {entry.digest}: {len(data)} bytes, the manifest says {entry.size}"
                     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -33,6 +34,14 @@ from ocibv.store import identity as ids
 from ocibv.store import resources as repo
 
 log = logging.getLogger("ocibv.backups")
+
+
+def _iso_from_us(us: int) -> str | None:
+    """ISO 8601 UTC (milliseconds, ``Z``) of a µs timestamp; None for 0 (unknown)."""
+    if not us:
+        return None
+    stamp = datetime.fromtimestamp(us / 1_000_000, UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class BackupRuns:
@@ -78,9 +87,13 @@ class BackupRuns:
         a crash finds the manifest and reads nothing). The member's state does not change."""
         tenancy = member.tenancy_id
         try:
-            return self.catalog.manifest(tenancy, member.id)
+            found = self.catalog.manifest(tenancy, member.id)
         except ObjectNotFound:
             pass
+        else:  # rule W4: a manifest left by a crash counts only once verified
+            if not engine.verify_backup(self.catalog.chunk_store(tenancy), found):
+                return found
+            self.catalog.forget(tenancy, member.id)
         base_id = member.attrs.get("base_backup_id")
         previous = self.catalog.manifest(tenancy, base_id) if base_id else None
 
@@ -98,6 +111,7 @@ class BackupRuns:
             progress=progress,
             workers=self.ctx.settings.workers,
             group_backup_id=member.group_backup_id,
+            created_at=_iso_from_us(member.created_us),  # the point in time, not "now"
         )
 
     def settle(

@@ -1,0 +1,25 @@
+"""Session-wide fixtures shared by several test packages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.s3_server import DUMMY_CREDENTIALS, S3Server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A moto S3 server on a free loopback port; dummy credentials in this process's env."""
+    server = S3Server.start(tmp_path_factory.mktemp("moto") / "moto.log")
+    saved = {k: os.environ.get(k) for k in DUMMY_CREDENTIALS}
+    os.environ.update(DUMMY_CREDENTIALS)
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
