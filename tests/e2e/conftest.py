@@ -13,20 +13,46 @@ import pytest
 from tests.e2e.server import Server
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``STORE_KINDS = ("local", "s3")`` runs its servers once per kind
+    of backup store (S3: a moto server on loopback, see tests/s3_server.py)."""
+    kinds = getattr(metafunc.module, "STORE_KINDS", None)
+    if kinds and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", kinds, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("ocibv") / "data").start()
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "local"))
+
+
+def _store_env(request: pytest.FixtureRequest, kind: str) -> dict[str, str]:
+    if kind == "local":
+        return {}
+    s3 = request.getfixturevalue("s3_server")
+    return {**s3.env(), "OCIBV_STORE_URL": s3.new_url("ocibv")}
+
+
+@pytest.fixture(scope="module")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, store_kind: str
+) -> Iterator[Server]:
+    env = _store_env(request, store_kind)
+    srv = Server(tmp_path_factory.mktemp("ocibv") / "data", env=env).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[type[Server]]:
+def make_server(
+    request: pytest.FixtureRequest, tmp_path: Path, store_kind: str
+) -> Iterator[type[Server]]:
     """Build servers the test starts, stops and kills itself; all are stopped at the end."""
     made: list[Server] = []
 
     def factory(**kwargs: object) -> Server:
-        srv = Server(tmp_path / f"data{len(made)}", **kwargs)  # type: ignore[arg-type]
+        env = {**_store_env(request, store_kind), **kwargs.pop("env", {})}  # type: ignore[dict-item]
+        srv = Server(tmp_path / f"data{len(made)}", env=env, **kwargs)  # type: ignore[arg-type]
         made.append(srv)
         return srv
 

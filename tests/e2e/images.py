@@ -112,6 +112,6 @@ def wait(bs: oci.core.BlockstorageClient, response: object, state: str | tuple[s
 
 
 def store_bytes(server: Server) -> int:
-    """Bytes of every file in the server's backup store."""
-    root = server.data_dir / "store"
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    """Bytes of every object in the server's backup store (local or S3)."""
+    store = server.store()
+    return sum(store.stat(key).size for key in store.list(""))

@@ -23,6 +23,7 @@ from tests.e2e.images import (
 from tests.e2e.server import Server
 
 M = oci.core.models
+STORE_KINDS = ("local", "s3")  # every test runs with the store on disk and on S3
 
 
 @pytest.fixture(scope="module")
