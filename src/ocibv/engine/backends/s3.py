@@ -4,8 +4,9 @@ Endpoint, region, credentials and addressing style come from the usual places, t
 botocore: ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKEN``), ``AWS_DEFAULT_REGION``, ``AWS_PROFILE``
 and the AWS config files; URL parameters override them: ``endpoint=``, ``region=``,
-``addressing=path|virtual``, ``profile=``. A missing bucket is created when the credentials
-allow it; otherwise opening fails with a clear error.
+``addressing=path|virtual``, ``profile=``, ``timeout=`` (seconds per request, default 30),
+``retries=`` (attempts per request, default ``MAX_ATTEMPTS``). A missing bucket is created
+when the credentials allow it; otherwise opening fails with a clear error.
 
 Every object is one PUT (packs are a few MiB; objects above ``MULTIPART_THRESHOLD`` go as a
 multipart upload). Throttling, 5xx and connection errors are retried with exponential
@@ -42,8 +43,8 @@ def _code(exc: Exception) -> str:
 
 
 def _client(endpoint: str | None, region: str | None, addressing: str | None,
-            profile: str | None, timeout: float) -> Any:
-    key = (endpoint, region, addressing, profile, timeout)
+            profile: str | None, timeout: float, attempts: int) -> Any:
+    key = (endpoint, region, addressing, profile, timeout, attempts)
     with _lock:
         client = _clients.get(key)
         if client is not None:
@@ -53,7 +54,7 @@ def _client(endpoint: str | None, region: str | None, addressing: str | None,
 
         session = boto3.session.Session(profile_name=profile, region_name=region)
         config = Config(
-            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            retries={"max_attempts": attempts, "mode": "standard"},
             max_pool_connections=64,
             connect_timeout=timeout,
             read_timeout=timeout,
@@ -83,9 +84,13 @@ class S3Backend(Backend):
         )
         self._url = f"s3://{self._bucket}/{self._prefix}".rstrip("/")
         self._query = parts.query
-        timeout = float(params.get("timeout", "30"))
+        try:
+            timeout = float(params.get("timeout", "30"))
+            attempts = int(params.get("retries", str(MAX_ATTEMPTS)))
+        except ValueError:
+            raise BackendError(f"bad timeout= or retries= in {self._url}") from None
         self._s3 = _client(endpoint, params.get("region"), params.get("addressing"),
-                           params.get("profile"), timeout)
+                           params.get("profile"), timeout, attempts)
         self._ensure_bucket((endpoint, self._bucket))
 
     @property
