@@ -25,7 +25,7 @@ from ocibv.engine import manifest as manifests
 from ocibv.engine.backends import child_url, open_backend
 from ocibv.engine.backends.base import Backend
 from ocibv.engine.chunk_store import ChunkStore
-from ocibv.engine.errors import ObjectNotFound, StoreFormatError
+from ocibv.engine.errors import IntegrityError, ObjectNotFound, StoreFormatError
 from ocibv.engine.manifest import Manifest
 from ocibv.engine.repository import STORE_FORMAT, open_store_root
 from ocibv.store.resources import Resource
@@ -103,6 +103,7 @@ class BackupCatalog:
         open_store_root(self.root)
         self._stores: dict[str, ChunkStore] = {}
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._forgotten: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def backend(self, tenancy_id: str) -> Backend:
@@ -152,11 +153,24 @@ class BackupCatalog:
         return self.backend(tenancy_id).exists(manifests.manifest_key(backup_id))
 
     def forget(self, tenancy_id: str, backup_id: str) -> None:
-        """Delete a volume backup's manifest and catalog entry (its chunks go at the next GC)."""
+        """Delete a volume backup's manifest and catalog entry (its chunks go at the next GC).
+
+        The digests it named are kept (:meth:`pop_forgotten`) for the unique-size tables."""
+        try:
+            gone = self.manifest(tenancy_id, backup_id)
+            with self._lock:
+                self._forgotten[backup_id] = {e.digest: e.stored_size for e in gone.chunks}
+        except (ObjectNotFound, IntegrityError):
+            pass
         manifests.delete_manifest(self.backend(tenancy_id), backup_id)
         with self._lock:
             self._manifests.pop(backup_id, None)
         self.forget_entry(tenancy_id, backup_id)
+
+    def pop_forgotten(self, backup_id: str) -> dict[str, int] | None:
+        """Digests (→ stored size) of a backup :meth:`forget` deleted; None if unknown."""
+        with self._lock:
+            return self._forgotten.pop(backup_id, None)
 
     def forget_entry(self, tenancy_id: str, backup_id: str) -> None:
         """Delete a backup's catalog entry."""
