@@ -197,12 +197,19 @@ def backup_volume(
 
         def read_and_store(batch: list[int]) -> list[tuple[int, ChunkEntry | None]]:
             out: list[tuple[int, ChunkEntry | None]] = []
-            for index in batch:
-                data = reader.read(index)
-                if data is None:
-                    out.append((index, None))
-                    continue
-                ref = store.put_chunk(data, verify_existing=full)
+            indices: list[int] = []
+
+            def datas() -> Iterator[bytes]:  # read lazily: one plaintext in memory at a time
+                for index in batch:
+                    data = reader.read(index)
+                    if data is None:
+                        out.append((index, None))
+                    else:
+                        indices.append(index)
+                        yield data
+
+            refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
+            for index, ref in zip(indices, refs, strict=True):
                 out.append((index, ChunkEntry(index, ref.digest, ref.size, ref.stored_size)))
             return out
 

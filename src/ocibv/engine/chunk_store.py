@@ -32,6 +32,8 @@ from ocibv.engine.repository import DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, open_
 __all__ = ["DEFAULT_CHUNK_SIZE", "ChunkRef", "ChunkStore", "chunk_digest"]
 
 _Pending = list[tuple[str, bytes, int]]  # (digest, blob, plaintext size)
+MAX_UPLOADS = 4
+"""Full packs written at once (each holds ``pack_size`` bytes of memory until written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class ChunkStore:
         self._pending: dict[str, int] = {}  # digest → blob size, buffered or being written
         self._unindexed: PackEntries = {}
         self._busy = 0  # packs being written plus index objects being written
+        self._uploads = threading.BoundedSemaphore(MAX_UPLOADS)
 
     @property
     def backend(self) -> Backend:
@@ -121,18 +124,41 @@ class ChunkStore:
         a new good copy (that is how a FULL backup repairs the store); ``force`` always
         writes a new copy. The blob is durable once :meth:`flush` returns.
         """
-        if digest is None:
-            digest = chunk_digest(data)
+        return self.put_chunks([bytes(data)], digests=[digest],
+                               verify_existing=verify_existing, force=force)[0]
+
+    def put_chunks(
+        self,
+        datas: Iterable[bytes],
+        *,
+        digests: list[str | None] | None = None,
+        verify_existing: bool = False,
+        force: bool = False,
+    ) -> list[ChunkRef]:
+        """:meth:`put_chunk` of several chunks; the new blobs go into the pack together, so
+        neighbours in a volume are neighbours in a pack (one ranged read restores them).
+        ``datas`` is consumed lazily: only the encoded blobs are held until the end."""
         self._ensure_loaded()
-        if not force:
-            with self._lock:
-                buffered = self._pending.get(digest)
-            if buffered is not None:
-                return ChunkRef(digest, len(data), buffered)
-            loc = self._usable(digest)
-            if loc is not None and (not verify_existing or self._read_ok(digest, loc)):
-                return ChunkRef(digest, len(data), loc.length)
-        return self._append(digest, self.codec.encode(data), len(data), force)
+        refs: list[ChunkRef] = []
+        new: _Pending = []
+        for n, data in enumerate(datas):
+            digest = (digests[n] if digests else None) or chunk_digest(data)
+            if not force:
+                with self._lock:
+                    buffered = self._pending.get(digest)
+                if buffered is not None:
+                    refs.append(ChunkRef(digest, len(data), buffered))
+                    continue
+                loc = self._usable(digest)
+                if loc is not None and (not verify_existing or self._read_ok(digest, loc)):
+                    refs.append(ChunkRef(digest, len(data), loc.length))
+                    continue
+            blob = self.codec.encode(data)
+            new.append((digest, blob, len(data)))
+            refs.append(ChunkRef(digest, len(data), len(blob)))
+        if new:
+            self._append(new, force)
+        return refs
 
     def put_blob(self, digest: str, blob: bytes, size: int) -> ChunkRef:
         """Store an already encoded and verified blob of chunk ``digest`` (plaintext
@@ -141,22 +167,25 @@ class ChunkStore:
         loc = self._usable(digest)
         if loc is not None:
             return ChunkRef(digest, size, loc.length)
-        return self._append(digest, blob, size, False)
-
-    def _append(self, digest: str, blob: bytes, size: int, force: bool) -> ChunkRef:
-        full: _Pending | None = None
-        with self._lock:
-            if not force and digest in self._pending:
-                return ChunkRef(digest, size, self._pending[digest])
-            self._pending[digest] = len(blob)
-            self._buffer.append((digest, blob, size))
-            self._buffer_bytes += len(blob)
-            if self._buffer_bytes >= self.pack_size:
-                full, self._buffer, self._buffer_bytes = self._buffer, [], 0
-                self._busy += 1
-        if full is not None:
-            self._write_pack(full)
+        self._append([(digest, blob, size)], False)
         return ChunkRef(digest, size, len(blob))
+
+    def _append(self, blobs: _Pending, force: bool) -> None:
+        full: list[_Pending] = []
+        with self._lock:
+            for digest, blob, size in blobs:
+                if not force and digest in self._pending:
+                    continue  # another thread buffered it a moment ago
+                self._pending[digest] = len(blob)
+                self._buffer.append((digest, blob, size))
+                self._buffer_bytes += len(blob)
+                if self._buffer_bytes >= self.pack_size:
+                    full.append(self._buffer)
+                    self._buffer, self._buffer_bytes = [], 0
+                    self._busy += 1
+        for pack in full:
+            with self._uploads:
+                self._write_pack(pack)
 
     def _read_ok(self, digest: str, loc: Location) -> bool:
         try:
