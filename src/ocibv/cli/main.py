@@ -12,7 +12,7 @@ import click
 from ocibv.bootstrap import ensure_bootstrapped, env_lines, write_profile
 from ocibv.cli.clock import clock
 from ocibv.cli.common import data_dir_option, fail, open_services
-from ocibv.cli.store import gc, recover, scrub, store
+from ocibv.cli.store import gc, open_store_services, recover, scrub, store, store_url_option
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from ocibv.domain.errors import OciError
@@ -28,14 +28,15 @@ def main() -> None:
 @click.option("--host", default=DEFAULT_HOST, show_default=True, envvar="OCIBV_HOST")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="OCIBV_PORT")
 @click.option("--log-level", default="info", show_default=True)
-def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
+@store_url_option
+def serve(data_dir: Path, host: str, port: int, log_level: str, store_url: str | None) -> None:
     """Start the API server (and its job workers) on HOST:PORT."""
     import uvicorn
 
     from ocibv.api.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    services = open_services(data_dir, host=host, port=port)
+    services = open_store_services(data_dir, store_url, host=host, port=port)
     principal = ensure_bootstrapped(services)
     settings = services.settings
     (settings.data_dir / "server.json").write_text(
