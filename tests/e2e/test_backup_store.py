@@ -194,6 +194,10 @@ def test_lost_database_recovered_from_store(make_server: type[Server], tmp_path:
     assert "1 tenancy" in out and "3 backup(s)" in out, out
     server.start()
 
+    # after the restart, housekeeping finds the tenancy from the store's own listing
+    assert "in 1 tenancy store(s)" in server.ocibv("gc", "--grace-seconds", "3600").stdout
+    scrubbed = server.ocibv("scrub").stdout
+    assert "scrub: 0 chunk(s)" not in scrubbed and "0 damaged" in scrubbed, scrubbed
     bs = server.blockstorage()  # the same key still signs
     listed = bs.list_volume_group_backups(compartment_id=compartment).data
     assert [b.id for b in listed] == [vgb.id]
