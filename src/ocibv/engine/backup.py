@@ -54,8 +54,8 @@ THREADS_PER_WORKER = 4
 
 BATCH_BYTES = 1024 * 1024
 """Chunk bytes per task submitted to the thread pool (see ``parallel.batched``)."""
-RESTORE_BATCH_BYTES = 2 * 1024 * 1024
-"""Chunk bytes per restore task: neighbours in one pack are fetched with one ranged read."""
+RESTORE_SPAN = 4 * 1024 * 1024
+"""Stored bytes of a pack a restore task reads at once (one ranged read per task)."""
 
 
 def _batch_size(chunk_size: int) -> int:
@@ -313,29 +313,36 @@ def restore_volume(
         os.ftruncate(fd, 0)
         os.ftruncate(fd, manifest.volume_size)
 
-        def fetch_and_write(batch: list[ChunkEntry]) -> int:
-            datas = store.get_chunks([entry.digest for entry in batch])
-            for entry, data in zip(batch, datas, strict=True):
-                if len(data) != entry.size:
-                    raise IntegrityError(
-                        f"chunk {entry.digest}: {len(data)} bytes, the manifest says {entry.size}"
-                    )
-                base = entry.chunk_index * manifest.chunk_size
-                for start, end in _nonzero_runs(data):
-                    written = os.pwrite(fd, memoryview(data)[start:end], base + start)
-                    while start + written < end:  # pwrite may write less than asked
-                        written += os.pwrite(
-                            fd, memoryview(data)[start + written : end], base + start + written
+        slots: dict[str, list[ChunkEntry]] = {}
+        for entry in manifest.chunks:
+            slots.setdefault(entry.digest, []).append(entry)
+
+        def fetch_and_write(group: list[str]) -> int:
+            done = 0
+            for digest, data in store.iter_group(group):
+                for entry in slots[digest]:
+                    if len(data) != entry.size:
+                        raise IntegrityError(
+                            f"chunk {digest}: {len(data)} bytes, the manifest says {entry.size}"
                         )
-            return sum(entry.size for entry in batch)
+                    base = entry.chunk_index * manifest.chunk_size
+                    for start, end in _nonzero_runs(data):
+                        written = os.pwrite(fd, memoryview(data)[start:end], base + start)
+                        while start + written < end:  # pwrite may write less than asked
+                            written += os.pwrite(
+                                fd, memoryview(data)[start + written : end],
+                                base + start + written,
+                            )
+                    done += entry.size
+            return done
 
         total = manifest.data_bytes
         done = 0
         if progress:
             progress(0, total)
-        per_batch = max(1, RESTORE_BATCH_BYTES // manifest.chunk_size)
-        batches = batched(manifest.chunks, per_batch)
-        for n in bounded_map(fetch_and_write, batches, workers * THREADS_PER_WORKER):
+        # one ranged read per RESTORE_SPAN of a pack: few requests, bounded memory
+        groups = store.plan_reads((entry.digest for entry in manifest.chunks), RESTORE_SPAN)
+        for n in bounded_map(fetch_and_write, groups, workers * THREADS_PER_WORKER):
             done += n
             if progress:
                 progress(done, total)

@@ -287,51 +287,61 @@ class ChunkStore:
             raise damage
         raise ChunkNotFound(f"chunk {digest} is not in the store")
 
-    def get_chunks(self, digests: list[str]) -> list[bytes]:
-        """Verified plaintexts of ``digests``, in order; blobs that lie back to back in one
-        pack are fetched with one ranged read (a restore's neighbours usually do). Errors
-        as :meth:`get_chunk` (a failed run is retried chunk by chunk)."""
+    def plan_reads(self, digests: Iterable[str], span: int) -> list[list[str]]:
+        """``digests`` grouped into reads: blobs of one pack whose stored bytes lie within
+        ``span`` bytes of each other form one group (one ranged read, see
+        :meth:`iter_group`); digests without a known copy form groups of their own."""
         self._ensure_loaded()
-        out: list[bytes] = []
-        run: list[tuple[str, Location]] = []
+        by_pack: dict[str, list[tuple[int, str]]] = {}
+        groups: list[list[str]] = []
+        for digest in dict.fromkeys(digests):
+            loc = self._usable(digest)
+            if loc is None:
+                groups.append([digest])
+            else:
+                by_pack.setdefault(loc.pack, []).append((loc.offset, digest))
+        for entries in by_pack.values():
+            entries.sort()
+            group: list[str] = []
+            first = 0
+            for offset, digest in entries:
+                if group and offset - first >= span:
+                    groups.append(group)
+                    group = []
+                if not group:
+                    first = offset
+                group.append(digest)
+            groups.append(group)
+        return groups
 
-        def finish() -> None:
-            if not run:
-                return
-            first, last = run[0][1], run[-1][1]
-            start = len(out)
+    def iter_group(self, digests: list[str]) -> Iterator[tuple[str, bytes]]:
+        """``(digest, verified plaintext)`` of a group from :meth:`plan_reads`: one ranged
+        read of the pack, decoded one blob at a time; a blob that fails (damaged, pack
+        gone) is read again with :meth:`get_chunk`, which tries every copy."""
+        locs = [self._usable(d) for d in digests]
+        known = [loc for loc in locs if loc is not None]
+        span = b""
+        start = 0
+        if known and len({loc.pack for loc in known}) == 1:
+            start = min(loc.offset for loc in known)
+            end = max(loc.offset + loc.length for loc in known)
             try:
-                blob = self._backend.get_range(
-                    keys.pack_key(first.pack), first.offset,
-                    last.offset + last.length - first.offset,
-                )
-                for digest, loc in run:
-                    part = blob[loc.offset - first.offset : loc.offset - first.offset + loc.length]
-                    if len(part) != loc.length:
+                span = self._backend.get_range(keys.pack_key(known[0].pack), start, end - start)
+            except ObjectNotFound:
+                span = b""
+        for digest, loc in zip(digests, locs, strict=True):
+            if loc is not None and span:
+                blob = span[loc.offset - start : loc.offset - start + loc.length]
+                try:
+                    if len(blob) != loc.length:
                         raise IntegrityError(f"chunk {digest}: pack {loc.pack} is truncated")
-                    data = self.codec.decode(digest, part)
-                    if len(data) != loc.size:
-                        raise IntegrityError(f"chunk {digest}: size differs from the index")
-                    out.append(data)
-            except (ObjectNotFound, IntegrityError):
-                del out[start:]  # one chunk by one, trying every copy
-                out.extend(self.get_chunk(digest) for digest, _loc in run)
-            run.clear()
-
-        for digest in digests:
-            locs = self.index.locations(check_digest(digest))
-            if not locs:
-                finish()
-                out.append(self.get_chunk(digest))
-                continue
-            loc = locs[0]
-            if run and not (
-                run[-1][1].pack == loc.pack and run[-1][1].offset + run[-1][1].length == loc.offset
-            ):
-                finish()
-            run.append((digest, loc))
-        finish()
-        return out
+                    data = self.codec.decode(digest, blob)
+                    if len(data) == loc.size:
+                        yield digest, data
+                        continue
+                except IntegrityError:
+                    pass
+            yield digest, self.get_chunk(digest)
 
     def has_chunk(self, digest: str) -> bool:
         """Whether chunk ``digest`` is indexed (not whether its copy is intact)."""
