@@ -157,7 +157,7 @@ def test_gc_looping_while_backups_reuse_old_chunks(
     try:
         n = 0
         while n < 3 or (
-            not any(r.packs_deleted for r in reports) and time.monotonic() - started < 15
+            not any(r.plans_swept for r in reports) and time.monotonic() - started < 20
         ):
             with open(image, "r+b") as f:
                 f.seek((n % 8) * MIB)
@@ -170,7 +170,9 @@ def test_gc_looping_while_backups_reuse_old_chunks(
         stop.set()
         collector.join()
     assert not errors
-    assert sum(r.packs_deleted for r in reports) > 0  # old packs went while backups ran
+    # plans were swept while backups ran: old packs deleted, or kept because a new backup
+    # named them again before the sweep (both are what the design says)
+    assert any(r.plans_swept for r in reports)
     reader = ChunkStore(backend)
     assert reader.missing(d for m in made for d in m.digests()) == set()
     restore_volume(reader, made[-1], tmp_path / "r.img")
