@@ -156,3 +156,12 @@ def test_many_threads_share_one_store(fast_backend: Backend) -> None:
     assert not errors
     assert sorted(store.iter_digests()) == sorted(chunk_digest(d) for d in datas)
     assert ChunkStore(fast_backend).missing(chunk_digest(d) for d in datas) == set()
+
+
+def test_a_failed_backup_leaves_its_buffer_unwritten(fast_backend: Backend) -> None:
+    store = ChunkStore(fast_backend)
+    ref = store.put_chunk(text_bytes(30_000, 9))
+    assert store.abandon_buffer() == 1
+    store.flush()
+    assert list(fast_backend.list(keys.PACK_PREFIX)) == []
+    assert store.missing([ref.digest]) == {ref.digest}  # a deduplicator would store it again

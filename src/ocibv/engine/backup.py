@@ -247,6 +247,12 @@ def backup_volume(
             delete_manifest(store.backend, backup_id)  # never leave an unverified manifest
             raise
         return manifest
+    except BaseException:
+        # Blobs still buffered are not written: a full disk stays as full as the failure left
+        # it. A concurrent backup that deduplicated against one finds it missing when it
+        # verifies, and stores it again (rule W2).
+        store.abandon_buffer()
+        raise
     finally:
         os.close(fd)
 

@@ -187,6 +187,15 @@ class ChunkStore:
             with self._uploads:
                 self._write_pack(pack)
 
+    def abandon_buffer(self) -> int:
+        """Drop the blobs buffered for the next pack (after a failed backup); return how
+        many. Blobs already in written packs stay (indexed at the next :meth:`flush`)."""
+        with self._lock:
+            dropped, self._buffer, self._buffer_bytes = self._buffer, [], 0
+            for digest, _blob, _size in dropped:
+                self._pending.pop(digest, None)
+        return len(dropped)
+
     def _read_ok(self, digest: str, loc: Location) -> bool:
         try:
             self._read_at(digest, loc)
