@@ -3,10 +3,11 @@
     .venv/bin/python bench/history.py [--backups 200] [--size-mib 64] [--s3]
 
 One volume image (``--size-mib``, half random data), a FULL, then ``--backups``
-INCREMENTAL backups (content rescan), each after 4 scattered 64 KiB writes, into one store;
+INCREMENTAL backups (content rescan), each after 4 scattered 64 KiB writes inside the data
+(so every backup has the same amount to read), into one store;
 after each backup the unique sizes are brought up to date the way the services do it (the
 incremental reference table, ``ocibv.services.unique_sizes``). Prints the time of backup 2
-and backup N (medians of 5 around each), their ratio, and the RSS after each backup.
+and backup N (medians of the first and last tenth), their ratio, and the RSS after each backup.
 Results go to ``bench/results/history-<date>.json``.
 """
 
@@ -70,9 +71,10 @@ def main() -> int:
         table.add("b0", {e.digest: e.stored_size for e in previous.chunks})
         times, rss = [], []
         for n in range(1, args.backups + 1):
-            with open(image, "r+b") as handle:
-                for _ in range(4):
-                    handle.seek(rng.randrange(0, size - (64 << 10), 4096))
+            with open(image, "r+b") as handle:  # inside the data (never into a hole, which
+                for _ in range(4):  # would make every later backup read more)
+                    segment = rng.randrange(0, size, 2 << 20)
+                    handle.seek(segment + rng.randrange(0, (1 << 20) - (64 << 10), 4096))
                     handle.write(rng.randbytes(64 << 10))
             start = time.perf_counter()
             previous = backup_volume(store, image, backup_id=f"b{n}", volume_id="v",
@@ -81,8 +83,9 @@ def main() -> int:
             table.take_dirty()
             times.append(time.perf_counter() - start)
             rss.append(rss_mb())
-        early = statistics.median(times[:5])
-        late = statistics.median(times[-5:])
+        window = max(5, len(times) // 10)  # medians over a tenth: single runs are noisy
+        early = statistics.median(times[:window])
+        late = statistics.median(times[-window:])
         result = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "store": "s3 (moto)" if args.s3 else "local",
