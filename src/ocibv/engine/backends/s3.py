@@ -17,6 +17,7 @@ docs/design.md, "S3 backend", for the measurement behind the choice).
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import threading
@@ -64,6 +65,49 @@ def _client(endpoint: str | None, region: str | None, addressing: str | None,
         client = session.client("s3", endpoint_url=endpoint, config=config)
         _clients[key] = client
         return client
+
+
+class _PartsReader(io.RawIOBase):
+    """A seekable read-only stream over ``parts`` (botocore reads a body to checksum it,
+    rewinds, and rewinds again to retry)."""
+
+    def __init__(self, parts: Sequence[bytes]) -> None:
+        self._parts = [memoryview(p) for p in parts if len(p)]
+        self._starts: list[int] = []
+        total = 0
+        for part in self._parts:
+            self._starts.append(total)
+            total += len(part)
+        self.size = total
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        written = 0
+        index = bisect.bisect_right(self._starts, self._pos) - 1
+        while written < len(out) and 0 <= index < len(self._parts) and self._pos < self.size:
+            part = self._parts[index]
+            inner = self._pos - self._starts[index]
+            n = min(len(part) - inner, len(out) - written)
+            out[written : written + n] = part[inner : inner + n]
+            written += n
+            self._pos += n
+            index += 1
+        return written
 
 
 class S3Backend(Backend):
@@ -140,18 +184,19 @@ class S3Backend(Backend):
 
     def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
         full = self._key(key)
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        body = _PartsReader(parts)  # no joined copy of a pack in memory
         try:
-            if len(body) > MULTIPART_THRESHOLD:
+            if body.size > MULTIPART_THRESHOLD:
                 from boto3.s3.transfer import TransferConfig
 
                 self._s3.upload_fileobj(
-                    io.BytesIO(body), self._bucket, full,
+                    body, self._bucket, full,
                     Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
                                           multipart_chunksize=MULTIPART_CHUNK),
                 )
             else:
-                self._s3.put_object(Bucket=self._bucket, Key=full, Body=body)
+                self._s3.put_object(Bucket=self._bucket, Key=full, Body=body,
+                                    ContentLength=body.size)
         except Exception as exc:
             raise self._fail("put", key, exc) from None
 
