@@ -44,6 +44,8 @@ class Settings:
         default_factory=lambda: _env_float("OCIBV_GC_GRACE_SECONDS", 3600.0)
     )
     workers: int = 2
+    # ``--store-url``; else OCIBV_STORE_URL; else the data dir's ``store/`` directory.
+    store_url_option: str | None = None
 
     @property
     def region_key(self) -> str:
@@ -59,7 +61,12 @@ class Settings:
 
     @property
     def store_url(self) -> str:
-        return os.environ.get("OCIBV_STORE_URL") or f"file://{(self.data_dir / 'store').resolve()}"
+        """The backup store: ``file:///abs/dir`` or ``s3://bucket/prefix[?endpoint=…]``."""
+        return (
+            self.store_url_option
+            or os.environ.get("OCIBV_STORE_URL")
+            or f"file://{(self.data_dir / 'store').resolve()}"
+        )
 
     @property
     def oci_config_path(self) -> Path:

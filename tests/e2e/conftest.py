@@ -1,7 +1,8 @@
 """Fixtures: one in-process server with two availability domains for the whole session, fresh
 in-process servers for tests that change a setting, spawned ``ocibv serve`` processes for
 restarts and ``kill -9``, and a fresh compartment per test so tests never see each other's
-resources."""
+resources. A module that sets ``STORE_KINDS = ("local", "s3")`` runs its own servers once per
+kind of backup store (S3: a moto server on loopback, tests/s3_server.py)."""
 
 from __future__ import annotations
 
@@ -27,26 +28,49 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    kinds = getattr(metafunc.module, "STORE_KINDS", None)
+    if kinds and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", kinds, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
-    """A fresh in-process server (AD1 and AD2) for the one module that asks; a module that
-    must not share (it measures or damages the whole data dir) overrides ``server`` with it."""
-    srv = InProcessServer(
-        tmp_path_factory.mktemp("own") / "data",
-        env={"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}"},
-    ).start()
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "local"))
+
+
+def store_env(request: pytest.FixtureRequest, kind: str) -> dict[str, str]:
+    """The environment that puts a server's backup store on ``kind`` ("local" or "s3")."""
+    if kind == "local":
+        return {}
+    s3 = request.getfixturevalue("s3_server")
+    return {**s3.env(), "OCIBV_STORE_URL": s3.new_url("ocibv")}
+
+
+@pytest.fixture(scope="module")
+def own_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, store_kind: str
+) -> Iterator[InProcessServer]:
+    """A fresh in-process server (AD1 and AD2) for the one module that asks, its store on the
+    module's store kind; a module that must not share (it measures or damages the whole data
+    dir, or runs on S3 too) overrides ``server`` with it."""
+    env = {"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}", **store_env(request, store_kind)}
+    srv = InProcessServer(tmp_path_factory.mktemp("own") / "data", env=env).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def make_server(
+    request: pytest.FixtureRequest, tmp_path: Path, store_kind: str
+) -> Iterator[Callable[..., Server]]:
     """Build spawned ``ocibv serve`` servers the test starts, stops and kills itself (restarts,
-    ``kill -9``); all are stopped at the end."""
+    ``kill -9``), their store on the module's store kind; all are stopped at the end."""
     made: list[Server] = []
 
     def factory(**kwargs: object) -> Server:
-        srv = Server(tmp_path / f"data{len(made)}", **kwargs)  # type: ignore[arg-type]
+        env = {**store_env(request, store_kind), **kwargs.pop("env", {})}  # type: ignore[dict-item]
+        srv = Server(tmp_path / f"data{len(made)}", env=env, **kwargs)  # type: ignore[arg-type]
         made.append(srv)
         return srv
 

@@ -285,9 +285,9 @@ def assert_volume_holds(server: Server, volume_id: str, image: Path, tmp: Path) 
 
 
 def store_bytes(server: Server) -> int:
-    """Bytes of every file in the server's backup store."""
-    root = server.data_dir / "store"
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    """Bytes of every object in the server's backup store (local or S3)."""
+    store = server.store()
+    return sum(store.stat(key).size for key in store.list(""))
 
 
 # --- errors -----------------------------------------------------------------------------------

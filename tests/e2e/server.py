@@ -54,6 +54,16 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def store_url(self) -> str:
+        return self.env.get("OCIBV_STORE_URL") or (self.data_dir / "store").resolve().as_uri()
+
+    def store(self) -> Any:
+        """The server's backup store root, opened with ocibv's own backend (local or S3)."""
+        from ocibv.engine.backends import open_backend
+
+        return open_backend(self.store_url)
+
+    @property
     def config_file(self) -> Path:
         return self.data_dir / "oci" / "config"
 
@@ -203,6 +213,8 @@ class InProcessServer(Server):
                 overrides["availability_domains"] = [a.strip() for a in value.split(",")]
             elif name in SETTINGS_FROM_ENV:
                 overrides[SETTINGS_FROM_ENV[name]] = float(value)
+            elif name == "OCIBV_STORE_URL":
+                overrides["store_url_option"] = value
             elif name.startswith("OCIBV_"):
                 raise ValueError(f"InProcessServer does not know {name}")
         return Settings.load(self.data_dir, **overrides)

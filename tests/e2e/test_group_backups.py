@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
 from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
+STORE_KINDS = ("local", "s3")  # every test runs with the store on disk and on S3
 
 
 @pytest.fixture(scope="module")

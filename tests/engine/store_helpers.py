@@ -1,4 +1,4 @@
-"""Helpers the backup store tests share (their fixtures are in conftest.py)."""
+"""Shared helpers and fixtures for the backup store tests (imported by the test modules)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,29 @@ import random
 import time
 from pathlib import Path
 
+from ocibv.engine import keys
 from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
+from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.volume_files import iter_data_extents
 
 KIB = 1024
 MIB = 1024 * KIB
+
+
+def pack_key_of(store: ChunkStore, digest: str) -> str:
+    """Key of the (first) pack holding chunk ``digest``."""
+    return keys.pack_key(store.index.locations(digest)[0].pack)
+
+
+def damage_chunk(store: ChunkStore, digest: str) -> None:
+    """Flip one byte in the middle of the chunk's blob, in place."""
+    loc = store.index.locations(digest)[0]
+    damage(store.backend, keys.pack_key(loc.pack), at=loc.offset + loc.length // 2)
+
+
+def drop_chunk(store: ChunkStore, digest: str) -> None:
+    """Delete the pack holding the chunk (with ``pack_size=1`` that chunk alone)."""
+    store.backend.delete(pack_key_of(store, digest))
 
 
 def random_bytes(n: int, seed: int) -> bytes:

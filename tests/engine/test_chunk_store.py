@@ -1,64 +1,77 @@
-"""Chunk store: content addressing, deduplication, verification on every read, repair."""
+"""Chunk store on packs: content addressing, deduplication, verification, repair, config."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 
-from ocibv.engine.backends import Backend
-from ocibv.engine.chunk_store import (
-    CODEC_RAW,
-    CODEC_ZSTD,
-    FORMAT_VERSION,
-    ChunkStore,
-    chunk_digest,
-    chunk_key,
-)
-from ocibv.engine.errors import ChunkNotFound, IntegrityError
-from tests.engine.store_helpers import damage, random_bytes, text_bytes
+from ocibv.engine import keys
+from ocibv.engine.backends import Backend, MemoryBackend
+from ocibv.engine.chunk_store import ChunkStore, chunk_digest
+from ocibv.engine.errors import ChunkNotFound, IntegrityError, StoreFormatError
+from ocibv.engine.pack import CODEC_RAW, CODEC_ZSTD, PACK_MAGIC, parse_pack
+from tests.engine.store_helpers import damage_chunk, drop_chunk, random_bytes, text_bytes
 
 
-def test_roundtrip_raw_and_compressed(store: ChunkStore) -> None:
+def test_roundtrip_raw_and_compressed_in_one_pack(backend: Backend) -> None:
+    store = ChunkStore(backend)
     noise, text = random_bytes(256 * 1024, 1), text_bytes(256 * 1024, 2)
     r_noise, r_text = store.put_chunk(noise), store.put_chunk(text)
     assert r_noise.digest == chunk_digest(noise) and r_noise.size == len(noise)
     assert r_noise.stored_size == len(noise) + 2  # incompressible: stored raw
     assert r_text.stored_size < len(text) // 2  # compressible: zstd
-    assert store.get_chunk(r_noise.digest) == noise
-    assert store.get_chunk(r_text.digest) == text
-    raw = store.backend.get(chunk_key(r_noise.digest))
-    packed = store.backend.get(chunk_key(r_text.digest))
-    assert raw[:2] == bytes((FORMAT_VERSION, CODEC_RAW)) and raw[2:] == noise
-    assert packed[:2] == bytes((FORMAT_VERSION, CODEC_ZSTD))
+    store.flush()
+    packs = [k for k in backend.list(keys.PACK_PREFIX)]
+    assert len(packs) == 1 and len(list(backend.list(keys.INDEX_PREFIX))) == 1
+    blob = backend.get(packs[0])
+    assert blob.endswith(PACK_MAGIC)
+    listed = dict(parse_pack(keys.pack_id_from_key(packs[0]) or "", blob))
+    loc = listed[r_noise.digest]
+    assert blob[loc.offset : loc.offset + 2] == bytes((1, CODEC_RAW))
+    assert blob[listed[r_text.digest].offset + 1] == CODEC_ZSTD
+    fresh = ChunkStore(backend)  # another process: reads the index objects
+    assert fresh.get_chunk(r_noise.digest) == noise
+    assert fresh.get_chunk(r_text.digest) == text
 
 
 def test_identical_chunks_are_stored_once(store: ChunkStore) -> None:
     data = text_bytes(100_000, 3)
     first = store.put_chunk(data)
     second = store.put_chunk(bytearray(data))  # a reused buffer is fine too
-    assert first == second
+    assert first.digest == second.digest
+    store.flush()
     assert list(store.iter_digests()) == [first.digest]
-    assert len(list(store.backend.list("chunks/"))) == 1
+    assert len(list(store.backend.list(keys.PACK_PREFIX))) == 1
 
 
 def test_flipped_byte_is_detected_on_read(store: ChunkStore) -> None:
     for data in (random_bytes(64 * 1024, 4), text_bytes(64 * 1024, 5)):
         ref = store.put_chunk(data)
-        damage(store.backend, chunk_key(ref.digest))
+        store.flush()
+        damage_chunk(store, ref.digest)
         with pytest.raises(IntegrityError, match=ref.digest):
             store.get_chunk(ref.digest)
 
 
-def test_damaged_header_and_truncation_are_detected(backend: Backend) -> None:
-    store = ChunkStore(backend)
+def test_truncated_pack_and_damaged_index_are_detected(fast_backend: Backend) -> None:
+    store = ChunkStore(fast_backend, pack_size=1)
     ref = store.put_chunk(text_bytes(50_000, 6))
-    key = chunk_key(ref.digest)
-    blob = backend.get(key)
-    for bad in (b"", b"\x09" + blob[1:], blob[:1] + b"\x07" + blob[2:], blob[: len(blob) // 2]):
-        backend.put(key, bad)
-        with pytest.raises(IntegrityError, match=ref.digest):
-            store.get_chunk(ref.digest)
+    store.flush()
+    pack = keys.pack_key(store.index.locations(ref.digest)[0].pack)
+    blob = fast_backend.get(pack)
+    fast_backend.put(pack, blob[: len(blob) // 3])
+    with pytest.raises(IntegrityError, match=ref.digest):
+        ChunkStore(fast_backend).get_chunk(ref.digest)
+    with pytest.raises(IntegrityError):
+        parse_pack("x", blob[: len(blob) // 3])
+    (index_key,) = list(fast_backend.list(keys.INDEX_PREFIX))
+    fast_backend.put(index_key, b'{"version":1,"packs":[{"id":"nope"')
+    reader = ChunkStore(fast_backend)
+    with pytest.raises(ChunkNotFound):
+        reader.get_chunk(ref.digest)  # an unreadable index is skipped, never trusted
+    assert reader.index.damaged == {index_key}
 
 
 def test_missing_chunk_and_malformed_digest(store: ChunkStore) -> None:
@@ -71,32 +84,57 @@ def test_missing_chunk_and_malformed_digest(store: ChunkStore) -> None:
 def test_verify_existing_repairs_a_damaged_chunk(store: ChunkStore) -> None:
     data = text_bytes(80_000, 7)
     ref = store.put_chunk(data)
-    damage(store.backend, chunk_key(ref.digest))
+    store.flush()
+    damage_chunk(store, ref.digest)
     store.put_chunk(data)  # an INCREMENTAL-style put trusts what is there
     with pytest.raises(IntegrityError):
-        store.get_chunk(ref.digest)
-    assert store.put_chunk(data, verify_existing=True) == ref  # a FULL-style put repairs
+        ChunkStore(store.backend).get_chunk(ref.digest)
+    store.put_chunk(data, verify_existing=True)  # a FULL-style put writes a good copy
+    store.flush()
     assert store.get_chunk(ref.digest) == data
+    assert ChunkStore(store.backend).get_chunk(ref.digest) == data  # any good copy serves
 
 
-def test_verify_existing_restores_a_deleted_chunk(store: ChunkStore) -> None:
-    data = random_bytes(10_000, 8)
-    ref = store.put_chunk(data)
-    store.delete_chunk(ref.digest)
-    assert not store.has_chunk(ref.digest)
-    store.put_chunk(data, verify_existing=True)
-    assert store.get_chunk(ref.digest) == data
+def test_missing_finds_dropped_and_condemned_chunks(store: ChunkStore) -> None:
+    refs = [store.put_chunk(random_bytes(5000, n)) for n in range(3)]
+    store.flush()
+    assert store.missing(r.digest for r in refs) == set()
+    drop_chunk(store, refs[0].digest)
+    plan = {"version": 1, "packs": [store.index.locations(refs[1].digest)[0].pack]}
+    store.backend.put(keys.plan_key("0000000000001-abc"), json.dumps(plan).encode())
+    assert store.missing(r.digest for r in refs) == {refs[0].digest, refs[1].digest}
+    store.put_chunk(random_bytes(5000, 0), force=True)
+    store.put_chunk(random_bytes(5000, 1), force=True)
+    store.flush()
+    assert store.missing(r.digest for r in refs) == set()
 
 
-def test_many_threads_share_one_store(store: ChunkStore) -> None:
+def test_config_is_written_once_and_versions_are_checked() -> None:
+    backend = MemoryBackend()
+    first = ChunkStore(backend).config
+    assert ChunkStore(backend).config == first
+    assert first["version"] == 1 and first["hash"] == "blake3-256"
+    backend.put(keys.CONFIG, json.dumps(dict(first, version=2)).encode())
+    with pytest.raises(StoreFormatError, match="version 2"):
+        ChunkStore(backend)
+    legacy = MemoryBackend()
+    legacy.put(keys.legacy_chunk_key("ab" * 32), b"\x01\x00x")
+    with pytest.raises(StoreFormatError, match="ocibv store migrate"):
+        ChunkStore(legacy)
+
+
+def test_many_threads_share_one_store(fast_backend: Backend) -> None:
+    store = ChunkStore(fast_backend, pack_size=100_000)
     datas = [text_bytes(40_000, 100 + n) for n in range(32)]
     errors: list[BaseException] = []
 
     def work(part: list[bytes]) -> None:
         try:
             for data in part:
-                ref = store.put_chunk(data)
-                assert store.get_chunk(ref.digest) == data
+                store.put_chunk(data)
+            store.flush()
+            for data in part:
+                assert store.get_chunk(chunk_digest(data)) == data
         except BaseException as exc:
             errors.append(exc)
 
@@ -107,3 +145,13 @@ def test_many_threads_share_one_store(store: ChunkStore) -> None:
         t.join()
     assert not errors
     assert sorted(store.iter_digests()) == sorted(chunk_digest(d) for d in datas)
+    assert ChunkStore(fast_backend).missing(chunk_digest(d) for d in datas) == set()
+
+
+def test_a_failed_backup_leaves_its_buffer_unwritten(fast_backend: Backend) -> None:
+    store = ChunkStore(fast_backend)
+    ref = store.put_chunk(text_bytes(30_000, 9))
+    assert store.abandon_buffer() == 1
+    store.flush()
+    assert list(fast_backend.list(keys.PACK_PREFIX)) == []
+    assert store.missing([ref.digest]) == {ref.digest}  # a deduplicator would store it again

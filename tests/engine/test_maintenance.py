@@ -1,21 +1,26 @@
-"""Garbage collection (grace period, concurrent backups) and scrub."""
+"""Garbage collection by plans (grace period, concurrent backups, repack) and scrub."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
-from ocibv.engine.backends import Backend, LocalBackend
+import pytest
+
+from ocibv.engine import keys
+from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
 from ocibv.engine.backup import backup_volume, collect_garbage, restore_volume, scrub
-from ocibv.engine.chunk_store import ChunkStore, chunk_key
-from ocibv.engine.manifest import FULL, INCREMENTAL
+from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.maintenance import GcReport
+from ocibv.engine.manifest import FULL, INCREMENTAL, delete_manifest
 from tests.engine.store_helpers import (
     KIB,
     MIB,
-    age,
     age_all,
-    damage,
+    damage_chunk,
+    drop_chunk,
     mixed_image,
     random_bytes,
     sha256,
@@ -25,112 +30,193 @@ from tests.engine.store_helpers import (
 CS = 256 * KIB
 
 
-def test_gc_deletes_only_old_unreferenced_chunks(store: ChunkStore, tmp_path: Path) -> None:
+def _age_store(backend: Backend, seconds: float) -> None:
+    for prefix in (keys.PACK_PREFIX, keys.INDEX_PREFIX, keys.PLAN_PREFIX):
+        age_all(backend, prefix, seconds)
+
+
+def _bytes(backend: Backend, prefix: str) -> int:
+    return sum(backend.stat(k).size for k in backend.list(prefix))
+
+
+def test_gc_plans_then_deletes_only_old_unreferenced_packs(
+    store: ChunkStore, tmp_path: Path
+) -> None:
     a = write_image(tmp_path / "a.img", 4 * MIB, [(0, random_bytes(2 * MIB, 1))])
     b = write_image(
-        tmp_path / "b.img",
-        4 * MIB,
+        tmp_path / "b.img", 4 * MIB,
         [(0, random_bytes(1 * MIB, 1)), (2 * MIB, random_bytes(1 * MIB, 2))],
     )
     ma = backup_volume(store, a, backup_id="a", volume_id="va", chunk_size=CS, backup_type=FULL)
     mb = backup_volume(store, b, backup_id="b", volume_id="vb", chunk_size=CS, backup_type=FULL)
     only_a = ma.digests() - mb.digests()
     assert len(only_a) == 4 and len(ma.digests() & mb.digests()) == 4
-    young = collect_garbage(store, [mb], grace_seconds=600)
-    assert young.chunks_deleted == 0 and young.chunks_in_grace == 4  # written just now
-    age_all(store.backend, "chunks/", 3600)
-    report = collect_garbage(store, [mb], grace_seconds=600)
-    assert report.chunks_deleted == 4 and report.chunks_live == 8
-    assert report.bytes_deleted == sum(e.stored_size for e in ma.chunks if e.digest in only_a)
-    assert set(store.iter_digests()) == mb.digests()
-    restore_volume(store, mb, tmp_path / "r.img")
+    delete_manifest(store.backend, "a")
+    young = collect_garbage(store, grace_seconds=600)
+    assert young.packs_condemned == 0 and young.packs_deleted == 0  # written just now
+    _age_store(store.backend, 3600)
+    planned = collect_garbage(store, grace_seconds=600)
+    assert planned.packs_condemned == 4 and planned.packs_deleted == 0
+    assert collect_garbage(store, grace_seconds=600).packs_deleted == 0  # plan is young
+    _age_store(store.backend, 3600)
+    swept = collect_garbage(store, grace_seconds=600)
+    assert swept.packs_deleted == 4 and swept.plans_swept == 1
+    assert swept.bytes_deleted == sum(e.stored_size for e in ma.chunks if e.digest in only_a)
+    fresh = ChunkStore(store.backend)
+    assert set(fresh.iter_digests()) == mb.digests()  # the index was consolidated
+    restore_volume(fresh, mb, tmp_path / "r.img")
     assert sha256(tmp_path / "r.img") == sha256(b)
 
 
-def test_gc_during_a_backup_keeps_what_the_backup_relies_on(
-    store: ChunkStore, tmp_path: Path
-) -> None:
-    # 128 chunks, far more than the backup keeps in flight (workers=1: 4 threads x 2 x 4)
-    image = write_image(tmp_path / "v.img", 32 * MIB, [(0, random_bytes(32 * MIB, 5))])
-    old = backup_volume(
-        store, image, backup_id="old", volume_id="v", chunk_size=CS, backup_type=FULL
-    )
-    age_all(store.backend, "chunks/", 7200)  # the old backup's chunks are old...
-    # ...and unreferenced: the old backup is deleted while a new one of the same data runs.
-    runs: list[tuple[int, set[str], set[str]]] = []
-
-    def collect_midway(done: int, total: int) -> None:
-        if 0 < done < total and not runs:
-            present = set(store.iter_digests())
-            recent = time.time() - 600
-            met = {d for d in present if store.backend.stat(chunk_key(d)).mtime > recent}
-            report = collect_garbage(store, [], grace_seconds=600)  # nothing is live
-            runs.append((report.chunks_deleted, met, present - set(store.iter_digests())))
-
-    new = backup_volume(
-        store,
-        image,
-        backup_id="new",
-        volume_id="v",
-        chunk_size=CS,
-        previous=old,
-        backup_type=INCREMENTAL,
-        progress=collect_midway,
-    )
-    deleted, met, gone = runs[0]
-    assert met and 0 < deleted < len(old.chunks)  # what the backup had not met yet went...
-    assert not gone & met  # ...but nothing it had already deduplicated against (touched)
-    restore_volume(store, new, tmp_path / "r.img")  # and the backup is whole (seal)
+def test_a_plan_spares_packs_a_new_manifest_needs(store: ChunkStore, tmp_path: Path) -> None:
+    image = mixed_image(tmp_path / "v.img")
+    old = backup_volume(store, image, backup_id="old", volume_id="v", chunk_size=CS,
+                        backup_type=FULL)
+    delete_manifest(store.backend, "old")
+    _age_store(store.backend, 7200)
+    assert collect_garbage(store, grace_seconds=600).packs_condemned == len(old.digests())
+    # a backup of the same data deduplicates, finds every old pack condemned and stores again
+    new = backup_volume(store, image, backup_id="new", volume_id="v", chunk_size=CS,
+                        backup_type=INCREMENTAL, previous=None)
+    _age_store(store.backend, 7200)
+    report = collect_garbage(store, grace_seconds=600)
+    assert report.packs_deleted == len(old.digests())  # the new copies serve the new backup
+    restore_volume(ChunkStore(store.backend), new, tmp_path / "r.img")
     assert sha256(tmp_path / "r.img") == sha256(image)
 
 
-def test_seal_stores_again_a_chunk_that_vanished(store: ChunkStore, tmp_path: Path) -> None:
+def test_sweep_keeps_a_condemned_pack_whose_chunk_became_live(
+    store: ChunkStore, tmp_path: Path
+) -> None:
+    image = mixed_image(tmp_path / "v.img")
+    m = backup_volume(store, image, backup_id="m", volume_id="v", chunk_size=CS,
+                      backup_type=FULL)
+    blob = store.backend.get(keys.manifest_key("m"))
+    delete_manifest(store.backend, "m")
+    _age_store(store.backend, 7200)
+    assert collect_garbage(store, grace_seconds=600).packs_condemned > 0
+    store.backend.put(keys.manifest_key("m"), blob)  # live again before the sweep
+    _age_store(store.backend, 7200)
+    report = collect_garbage(store, grace_seconds=600)
+    assert report.packs_deleted == 0 and report.packs_kept == len(m.digests())
+    restore_volume(ChunkStore(store.backend), m, tmp_path / "r.img")
+    assert sha256(tmp_path / "r.img") == sha256(image)
+
+
+def test_verification_stores_again_a_chunk_that_vanished(
+    store: ChunkStore, tmp_path: Path
+) -> None:
     image = mixed_image(tmp_path / "v.img")
     full = backup_volume(
         store, image, backup_id="full", volume_id="v", chunk_size=CS, backup_type=FULL
     )
     victim = full.chunks[3].digest
-    store.delete_chunk(victim)  # as if collected while the next backup ran
+    drop_chunk(store, victim)  # as if collected while the next backup ran
     incr = backup_volume(
-        store,
-        image,
-        backup_id="incr",
-        volume_id="v",
-        chunk_size=CS,
-        previous=full,
-        backup_type=INCREMENTAL,
-        changed_ranges=[],
+        store, image, backup_id="incr", volume_id="v", chunk_size=CS, previous=full,
+        backup_type=INCREMENTAL, changed_ranges=[],
     )  # reads nothing...
-    assert store.has_chunk(victim)  # ...but re-stored the vanished chunk from the image
-    restore_volume(store, incr, tmp_path / "r.img")
+    assert store.missing([victim]) == set()  # ...but stored the vanished chunk again
+    restore_volume(ChunkStore(store.backend), incr, tmp_path / "r.img")
     assert sha256(tmp_path / "r.img") == sha256(image)
 
 
-def test_scrub_names_damaged_and_missing_chunks_and_their_backups(
-    backend: Backend, tmp_path: Path
+@pytest.mark.parametrize("kind", [FULL, INCREMENTAL])
+def test_gc_looping_while_backups_reuse_old_chunks(
+    backend: Backend, tmp_path: Path, kind: str
 ) -> None:
-    store = ChunkStore(backend)
+    store = ChunkStore(backend, pack_size=512 * KIB)
+    image = write_image(tmp_path / "v.img", 8 * MIB, [(0, random_bytes(8 * MIB, 5))])
+    old = backup_volume(store, image, backup_id="old", volume_id="v", chunk_size=CS,
+                        backup_type=FULL)
+    delete_manifest(backend, "old")  # its chunks are garbage, but the next backups reuse them
+    grace = 1.0
+    if not isinstance(backend, LocalBackend | MemoryBackend):
+        time.sleep(grace)  # S3 timestamps are the server's: wait instead of ageing
+    else:
+        _age_store(backend, 3600)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reports: list[GcReport] = []
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                reports.append(collect_garbage(ChunkStore(backend), grace_seconds=grace))
+        except BaseException as exc:
+            errors.append(exc)
+
+    collector = threading.Thread(target=loop)
+    collector.start()
+    made = []
+    started = time.monotonic()
+    try:
+        n = 0
+        while n < 3 or (
+            not any(r.plans_swept for r in reports) and time.monotonic() - started < 20
+        ):
+            with open(image, "r+b") as f:
+                f.seek((n % 8) * MIB)
+                f.write(random_bytes(64 * KIB, 50 + n))
+            made.append(backup_volume(store, image, backup_id=f"b{n}", volume_id="v",
+                                      chunk_size=CS, backup_type=kind,  # type: ignore[arg-type]
+                                      previous=old))
+            n += 1
+    finally:
+        stop.set()
+        collector.join()
+    assert not errors
+    # plans were swept while backups ran: old packs deleted, or kept because a new backup
+    # named them again before the sweep (both are what the design says)
+    assert any(r.plans_swept for r in reports)
+    reader = ChunkStore(backend)
+    assert reader.missing(d for m in made for d in m.digests()) == set()
+    restore_volume(reader, made[-1], tmp_path / "r.img")
+    assert sha256(tmp_path / "r.img") == sha256(image)
+
+
+def test_repack_reclaims_mostly_dead_packs(fast_backend: Backend, tmp_path: Path) -> None:
+    store = ChunkStore(fast_backend, pack_size=64 * MIB)  # everything in one pack
+    image = write_image(tmp_path / "v.img", 8 * MIB, [(0, random_bytes(8 * MIB, 8))])
+    full = backup_volume(store, image, backup_id="a", volume_id="v", chunk_size=CS,
+                         backup_type=FULL)
+    small = write_image(tmp_path / "s.img", 8 * MIB, [(0, random_bytes(1 * MIB, 8))])
+    keep = backup_volume(store, small, backup_id="b", volume_id="v", chunk_size=CS,
+                         backup_type=FULL)
+    assert keep.digests() < full.digests()
+    delete_manifest(fast_backend, "a")
+    before = _bytes(fast_backend, keys.PACK_PREFIX)
+    _age_store(fast_backend, 7200)
+    report = collect_garbage(store, grace_seconds=600)
+    assert report.packs_repacked == 1
+    _age_store(fast_backend, 7200)
+    assert collect_garbage(store, grace_seconds=600).packs_deleted == 1
+    after = _bytes(fast_backend, keys.PACK_PREFIX)
+    assert after < before / 4
+    restore_volume(ChunkStore(fast_backend), keep, tmp_path / "r.img")
+    assert sha256(tmp_path / "r.img") == sha256(small)
+
+
+def test_scrub_names_damaged_and_missing_chunks_and_their_backups(
+    store: ChunkStore, tmp_path: Path
+) -> None:
     image = mixed_image(tmp_path / "v.img")
-    b1 = backup_volume(store, image, backup_id="b1", volume_id="v", chunk_size=CS, backup_type=FULL)
+    b1 = backup_volume(store, image, backup_id="b1", volume_id="v", chunk_size=CS,
+                       backup_type=FULL)
     with open(image, "r+b") as f:
         f.seek(1 * MIB)
         f.write(random_bytes(CS, 7))
     b2 = backup_volume(
-        store,
-        image,
-        backup_id="b2",
-        volume_id="v",
-        chunk_size=CS,
-        previous=b1,
+        store, image, backup_id="b2", volume_id="v", chunk_size=CS, previous=b1,
         backup_type=INCREMENTAL,
     )
     assert scrub(store, [b1, b2]).ok
     shared = b1.chunks[-1].digest
     only_b1 = b1.chunks[0].digest
     assert only_b1 not in b2.digests() and shared in b2.digests()
-    damage(backend, chunk_key(shared))
-    store.delete_chunk(only_b1)
-    report = scrub(store, [b1, b2], workers=3)
+    damage_chunk(store, shared)
+    drop_chunk(store, only_b1)
+    report = scrub(ChunkStore(store.backend), [b1, b2], workers=3)
     assert report.damaged == {shared: ["b1", "b2"]}
     assert report.missing == {only_b1: ["b1"]}
     assert report.affected_backups == {"b1", "b2"}
@@ -139,37 +225,34 @@ def test_scrub_names_damaged_and_missing_chunks_and_their_backups(
 
 def test_scrub_all_chunks_and_remove_damaged(store: ChunkStore, tmp_path: Path) -> None:
     image = mixed_image(tmp_path / "v.img")
-    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS, backup_type=FULL)
+    m = backup_volume(store, image, backup_id="b", volume_id="v", chunk_size=CS,
+                      backup_type=FULL)
     orphan = store.put_chunk(random_bytes(1000, 99)).digest
-    damage(store.backend, chunk_key(orphan))
+    store.flush()
+    damage_chunk(store, orphan)
     assert scrub(store, [m]).ok  # only what the manifests name
     report = scrub(store, [m], all_chunks=True, remove_damaged=True)
     assert report.damaged == {orphan: []} and report.removed == 1
-    assert not store.has_chunk(orphan)
     victim = m.chunks[1].digest
-    damage(store.backend, chunk_key(victim))
+    damage_chunk(store, victim)
     assert scrub(store, [m], remove_damaged=True).damaged == {victim: ["b"]}
+    fresh = ChunkStore(store.backend)
     again = backup_volume(
-        store,
-        image,
-        backup_id="b2",
-        volume_id="v",
-        chunk_size=CS,
-        previous=m,
+        fresh, image, backup_id="b2", volume_id="v", chunk_size=CS, previous=m,
         backup_type=INCREMENTAL,
-    )  # an incremental now repairs it
-    assert scrub(store, [m, again]).ok
+    )  # an incremental now stores it again
+    assert scrub(ChunkStore(store.backend), [m, again]).ok
 
 
 def test_gc_removes_stale_temporaries(tmp_path: Path) -> None:
     backend = LocalBackend(tmp_path / "s")
     store = ChunkStore(backend)
-    ref = store.put_chunk(b"x" * 1000)
-    leftover = backend.root / "chunks" / ref.digest[:2] / f".tmp-{ref.digest}-deadbeef"
-    leftover.write_bytes(b"half a chunk")
+    store.put_chunk(b"x" * 1000)
+    store.flush()
+    leftover = backend.root / "packs" / ".tmp-deadbeef"
+    leftover.write_bytes(b"half a pack")
     stamp = time.time() - 7200
     os.utime(leftover, (stamp, stamp))
-    age(backend, chunk_key(ref.digest), 0)
-    report = collect_garbage(store, [], grace_seconds=3600)
+    report = collect_garbage(store, grace_seconds=3600)
     assert report.temporaries_removed == 1 and not leftover.exists()
-    assert report.chunks_deleted == 0  # the chunk itself is young
+    assert report.packs_condemned == 0  # the pack itself is young (and unreferenced)

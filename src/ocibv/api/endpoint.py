@@ -92,13 +92,13 @@ class ApiContext:
                 return await run_in_threadpool(handler, call)
             except OciError as error:
                 response = error_response(error, request_id)
-                if error.status == 401 and body is None and _announces_body(request):
-                    # Not authenticated: its body is never read into the app. A small one is
-                    # dropped so that the client reads its 401 cleanly (closing with unread
-                    # bytes resets the connection, and the answer with it); past that the
-                    # connection is closed. (A 413 keeps it: uvicorn drains the refused body.)
-                    if not await _dropped(request, UNAUTHENTICATED_DRAIN_BYTES):
-                        response.headers["connection"] = "close"
+                # Not authenticated: its body is never read into the app. A small one is
+                # dropped so that the client reads its 401 cleanly (closing with unread bytes
+                # resets the connection, and the answer with it); past that the connection
+                # is closed. (A 413 keeps it: uvicorn drains the refused body.)
+                unread = error.status == 401 and body is None and _announces_body(request)
+                if unread and not await _dropped(request, UNAUTHENTICATED_DRAIN_BYTES):
+                    response.headers["connection"] = "close"
                 return response
             except Exception:
                 log.exception("unexpected error in %s %s", request.method, request.url.path)

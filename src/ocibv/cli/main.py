@@ -12,7 +12,7 @@ from ocibv.cli.clock import clock
 from ocibv.cli.common import OcibvGroup, data_dir_option, fail, open_services
 from ocibv.cli.db import db
 from ocibv.cli.serve import serve
-from ocibv.cli.store import gc, recover, scrub
+from ocibv.cli.store import gc, recover, scrub, store
 from ocibv.cli.volumes import jobs, volume
 from ocibv.config import Settings
 from ocibv.domain.errors import OciError
@@ -78,5 +78,5 @@ def key_add(data_dir: Path, user_id: str, public_key_pem: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-for command in (serve, volume, jobs, gc, scrub, recover, clock, db):
+for command in (serve, volume, jobs, gc, scrub, recover, store, clock, db):
     main.add_command(command)

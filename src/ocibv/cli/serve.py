@@ -16,7 +16,8 @@ from typing import Any, Literal
 import click
 
 from ocibv.bootstrap import ensure_bootstrapped, env_lines
-from ocibv.cli.common import data_dir_option, fail, open_services
+from ocibv.cli.common import data_dir_option, fail
+from ocibv.cli.store import open_store_services, store_url_option
 from ocibv.config import DEFAULT_HOST, DEFAULT_PORT
 from ocibv.nbd import ExportTable, NbdServer
 from ocibv.nbd.data_plane import NbdDataPlane
@@ -39,6 +40,7 @@ from ocibv.services.container import Services
     envvar="OCIBV_ROLE",
     help="api: requests and NBD only; worker: jobs and periodic work only; all: both.",
 )
+@store_url_option
 @click.option("--nbd-host", default=NBD_HOST, show_default=True, envvar="OCIBV_NBD_HOST")
 @click.option("--nbd-port", default=NBD_PORT, show_default=True, type=int, envvar="OCIBV_NBD_PORT")
 @click.option(
@@ -57,6 +59,7 @@ def serve(
     port: int,
     log_level: str,
     role: str,
+    store_url: str | None,
     nbd_host: str,
     nbd_port: int,
     nbd_tls_cert: Path | None,
@@ -69,7 +72,7 @@ def serve(
     if tls is None and not is_loopback(nbd_host):
         fail(f"--nbd-host {nbd_host} is not loopback: NBD has no authentication, give "
              "--nbd-tls-cert")
-    services = open_services(data_dir, host=host, port=port)
+    services = open_store_services(data_dir, store_url, host=host, port=port)
     principal = ensure_bootstrapped(services)
     if principal is not None:
         click.echo(f"ocibv: created tenancy {principal.tenancy_id}")

@@ -6,11 +6,12 @@ writes them back and leaves everything else a hole. Work is spread over a small 
 (BLAKE3, zstd and file I/O release the GIL) with a bounded number of chunks in flight, so
 memory does not grow with the volume.
 
-Before saving its manifest a backup *seals*: it touches every chunk it names (refreshing
-the timestamp the garbage collector goes by) and stores again, from the image, any chunk
-that vanished meanwhile. With the collector's grace period (``maintenance``) this keeps a
-running backup safe from garbage collection, whether it wrote a chunk or deduplicated
-against an old one. Scrub and garbage collection live in ``maintenance``, re-exported here.
+A backup writes its packs and their index (``ChunkStore.flush``), then its manifest, then
+*verifies* it (rule W2 of docs/design.md): every chunk it names must have a copy in a pack
+that exists and no garbage-collection plan condemns; chunks that fail are stored again from
+the image (a stable snapshot) and the verification repeats. Only then does the backup
+return. That keeps a running backup safe from a concurrent collector without any atomic
+touch. Scrub and garbage collection live in ``maintenance``, re-exported here.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore
+from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_digest
 from ocibv.engine.errors import IntegrityError, VolumeImageError
 from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
     BackupType,
     ChunkEntry,
     Manifest,
+    delete_manifest,
     save_manifest,
     validate_id,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "collect_garbage",
     "restore_volume",
     "scrub",
+    "verify_backup",
 ]
 
 Progress = Callable[[int, int], None]
@@ -68,6 +71,8 @@ THREADS_PER_WORKER = 4
 
 BATCH_BYTES = 1024 * 1024
 """Chunk bytes per task submitted to the thread pool (see ``parallel.batched``)."""
+RESTORE_SPAN = 4 * 1024 * 1024
+"""Stored bytes of a pack a restore task reads at once (one ranged read per task)."""
 
 
 def _batch_size(chunk_size: int) -> int:
@@ -227,12 +232,19 @@ def backup_volume(
 
         def read_and_store(batch: list[int]) -> list[tuple[int, ChunkEntry | None]]:
             out: list[tuple[int, ChunkEntry | None]] = []
-            for index in batch:
-                data = reader.read(index)
-                if data is None:
-                    out.append((index, None))
-                    continue
-                ref = store.put_chunk(data, verify_existing=full)
+            indices: list[int] = []
+
+            def datas() -> Iterator[bytes]:  # read lazily: one plaintext in memory at a time
+                for index in batch:
+                    data = reader.read(index)
+                    if data is None:
+                        out.append((index, None))
+                    else:
+                        indices.append(index)
+                        yield data
+
+            refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
+            for index, ref in zip(indices, refs, strict=True):
                 out.append((index, ChunkEntry(index, ref.digest, ref.size, ref.stored_size)))
             return out
 
@@ -251,8 +263,8 @@ def backup_volume(
             if progress:
                 progress(done, total)
         chunks = [entries[i] for i in sorted(entries)]
-        _seal(store, reader, chunks, threads)
-        store.backend.sync()
+        entries.clear()
+        store.flush()
         manifest = Manifest(
             backup_id=backup_id,
             volume_id=volume_id,
@@ -264,37 +276,55 @@ def backup_volume(
             group_backup_id=group_backup_id,
         )
         save_manifest(store.backend, manifest)
+        try:
+            _verify_and_repair(store, reader, manifest)
+        except BaseException:
+            delete_manifest(store.backend, backup_id)  # never leave an unverified manifest
+            raise
         return manifest
+    except BaseException:
+        # Blobs still buffered are not written: a full disk stays as full as the failure left
+        # it. A concurrent backup that deduplicated against one finds it missing when it
+        # verifies, and stores it again (rule W2).
+        store.abandon_buffer()
+        raise
     finally:
         os.close(fd)
 
 
-def _seal(store: ChunkStore, reader: _ImageReader, chunks: list[ChunkEntry], threads: int) -> None:
-    """Touch every chunk the new manifest names; store again any that vanished meanwhile.
+VERIFY_ATTEMPTS = 4
 
-    A chunk vanishes only if garbage collection deleted it since the backup first met it
-    (it was unreferenced and older than the grace period then); the image still holds it.
-    """
-    first_of: dict[str, ChunkEntry] = {}
-    for entry in chunks:
-        first_of.setdefault(entry.digest, entry)
 
-    def touch(batch: list[ChunkEntry]) -> list[ChunkEntry]:
-        return [entry for entry in batch if store.touch_chunk(entry.digest) is None]
+def verify_backup(store: ChunkStore, manifest: Manifest) -> set[str]:
+    """Digests of ``manifest`` without a usable stored copy (empty: the backup is whole)."""
+    return store.missing(entry.digest for entry in manifest.chunks)
 
-    missing = [
-        entry
-        for gone in bounded_map(touch, batched(first_of.values(), 512), threads)
-        for entry in gone
-    ]
-    for entry in missing:
-        data = reader.read(entry.chunk_index)
-        ref = store.put_chunk(data) if data is not None else None
-        if ref is None or ref.digest != entry.digest:
-            raise IntegrityError(
-                f"chunk {entry.chunk_index} of the image no longer hashes to {entry.digest}: "
-                "the image changed during the backup or the changed ranges were incomplete"
-            )
+
+def _verify_and_repair(store: ChunkStore, reader: _ImageReader, manifest: Manifest) -> None:
+    """Rule W2: verify after the manifest is saved; store again from the image what a
+    concurrent garbage collection condemned or removed, until nothing is missing."""
+    for _ in range(VERIFY_ATTEMPTS):
+        missing = verify_backup(store, manifest)
+        if not missing:
+            return
+        seen: set[str] = set()
+        for entry in manifest.chunks:
+            if entry.digest not in missing or entry.digest in seen:
+                continue
+            seen.add(entry.digest)
+            data = reader.read(entry.chunk_index)
+            if data is None or chunk_digest(data) != entry.digest:
+                raise IntegrityError(
+                    f"chunk {entry.chunk_index} of the image no longer hashes to "
+                    f"{entry.digest}: the image changed during the backup or the changed "
+                    "ranges were incomplete"
+                )
+            store.put_chunk(data, digest=entry.digest, force=True)
+        store.flush()
+    raise IntegrityError(
+        f"backup {manifest.backup_id}: chunks kept vanishing while it was verified "
+        "(garbage collection with a grace period of 0 running in a loop?)"
+    )
 
 
 def restore_volume(
@@ -324,28 +354,36 @@ def restore_volume(
         os.ftruncate(fd, 0)
         os.ftruncate(fd, manifest.volume_size)
 
-        def fetch_and_write(batch: list[ChunkEntry]) -> int:
-            for entry in batch:
-                data = store.get_chunk(entry.digest)
-                if len(data) != entry.size:
-                    raise IntegrityError(
-                        f"chunk {entry.digest}: {len(data)} bytes, the manifest says {entry.size}"
-                    )
-                base = entry.chunk_index * manifest.chunk_size
-                for start, end in _nonzero_runs(data):
-                    written = os.pwrite(fd, memoryview(data)[start:end], base + start)
-                    while start + written < end:  # pwrite may write less than asked
-                        written += os.pwrite(
-                            fd, memoryview(data)[start + written : end], base + start + written
+        slots: dict[str, list[ChunkEntry]] = {}
+        for entry in manifest.chunks:
+            slots.setdefault(entry.digest, []).append(entry)
+
+        def fetch_and_write(group: list[str]) -> int:
+            done = 0
+            for digest, data in store.iter_group(group):
+                for entry in slots[digest]:
+                    if len(data) != entry.size:
+                        raise IntegrityError(
+                            f"chunk {digest}: {len(data)} bytes, the manifest says {entry.size}"
                         )
-            return sum(entry.size for entry in batch)
+                    base = entry.chunk_index * manifest.chunk_size
+                    for start, end in _nonzero_runs(data):
+                        written = os.pwrite(fd, memoryview(data)[start:end], base + start)
+                        while start + written < end:  # pwrite may write less than asked
+                            written += os.pwrite(
+                                fd, memoryview(data)[start + written : end],
+                                base + start + written,
+                            )
+                    done += entry.size
+            return done
 
         total = manifest.data_bytes
         done = 0
         if progress:
             progress(0, total)
-        batches = batched(manifest.chunks, _batch_size(manifest.chunk_size))
-        for n in bounded_map(fetch_and_write, batches, workers * THREADS_PER_WORKER):
+        # one ranged read per RESTORE_SPAN of a pack: few requests, bounded memory
+        groups = store.plan_reads((entry.digest for entry in manifest.chunks), RESTORE_SPAN)
+        for n in bounded_map(fetch_and_write, groups, workers * THREADS_PER_WORKER):
             done += n
             if progress:
                 progress(done, total)

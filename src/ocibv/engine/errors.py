@@ -23,3 +23,8 @@ class BackendError(EngineError):
 
 class ObjectNotFound(BackendError):
     """The backend has no object under the requested key."""
+
+
+class StoreFormatError(EngineError):
+    """The store is of a format or version this code does not read (the message says what
+    to run, e.g. ``ocibv store migrate`` for a pre-v1 store)."""

@@ -21,11 +21,12 @@ from typing import Any, NamedTuple
 
 import blake3
 
+from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
 from ocibv.engine.errors import BackendError, IntegrityError, ObjectNotFound
 
 MANIFEST_FORMAT = 1
-MANIFEST_PREFIX = "manifests/"
+MANIFEST_PREFIX = keys.MANIFEST_PREFIX
 KIND_VOLUME = "volume_backup"
 
 
@@ -98,7 +99,7 @@ def validate_id(backup_id: str) -> str:
 
 def manifest_key(backup_id: str) -> str:
     """Store key of a volume backup's manifest."""
-    return f"{MANIFEST_PREFIX}{validate_id(backup_id)}.json"
+    return keys.manifest_key(validate_id(backup_id))
 
 
 def _seal(body: dict[str, Any]) -> bytes:

@@ -1,40 +1,109 @@
-"""The backup store as the services see it: one deduplicating chunk store per tenancy, the
-manifests in it, and catalog entries so that the store describes itself (``recover``).
+"""The backup store as the services see it: one repository (deduplicating chunk store) per
+tenancy, the manifests in it, and catalog records so that the store describes itself.
 
-Layout inside a tenancy's part of the store (beside what the engine keeps):
-``catalog/<backup ocid>.json`` — the backup's resource row (as JSON), written when the backup
-becomes AVAILABLE; ``identity.json`` — the tenancy, its users' public keys and compartments.
+Store root (docs/design.md, "Keys and layout"): ``config`` and a ``tenancies/<ocid>`` marker
+per tenancy — :meth:`BackupCatalog.tenancy_ids` lists those markers, so every backend and
+every process (after a restart too) sees every tenancy. Inside a tenancy's repository:
+``catalog/<backup ocid>.json`` — a catalog record in its own schema (:func:`record_from_row`),
+written when the backup becomes AVAILABLE and after every update; ``identity.json`` — the
+tenancy, its users' public keys and compartments.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+import uuid
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from dataclasses import fields
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from ocibv.domain.kinds import Kind
+from ocibv.engine import keys
 from ocibv.engine import manifest as manifests
-from ocibv.engine.backends import open_backend
+from ocibv.engine.backends import child_url, open_backend
 from ocibv.engine.backends.base import Backend
 from ocibv.engine.chunk_store import ChunkStore
-from ocibv.engine.errors import ObjectNotFound
+from ocibv.engine.errors import IntegrityError, ObjectNotFound, StoreFormatError
 from ocibv.engine.manifest import Manifest
+from ocibv.engine.repository import STORE_FORMAT, open_store_root
 from ocibv.store.resources import Resource
 
 # A parsed JSON document of the store (catalog records, identity); their fields are documented
 # in docs/design.md and read by name.
 JsonObject = dict[str, Any]
 
+RECORD_SCHEMA = "ocibv-catalog-record"
+IDENTITY_SCHEMA = "ocibv-identity"
+SCHEMA_VERSION = 1
+_KIND_NAMES = {Kind.VOLUME_BACKUP: "volume_backup", Kind.VOLUME_GROUP_BACKUP: "volume_group_backup"}
+_KINDS = {name: kind for kind, name in _KIND_NAMES.items()}
+MANIFEST_CACHE_ENTRIES = 32
+"""Manifests kept in memory (LRU): the cache is bounded, whatever the history."""
+
+
+def record_from_row(res: Resource) -> JsonObject:
+    """The catalog record of a volume or volume group backup (schema v1, docs/design.md)."""
+    return {
+        "schema": RECORD_SCHEMA,
+        "version": SCHEMA_VERSION,
+        "kind": _KIND_NAMES[Kind(res.kind)],
+        "id": res.id,
+        "tenancy_id": res.tenancy_id,
+        "compartment_id": res.compartment_id,
+        "display_name": res.display_name,
+        "availability_domain": res.availability_domain,
+        "source_id": res.parent_id,
+        "copied_from": res.source_id,
+        "created_at_us": res.created_us,
+        "updated_at_us": res.updated_us,
+        "attributes": dict(res.attrs),
+    }
+
+
+def row_from_record(record: JsonObject) -> Resource:
+    """An AVAILABLE resource row from a catalog record (v1, or a pre-v1 row dump)."""
+    if record.get("schema") != RECORD_SCHEMA:  # pre-v1: the row itself
+        names = {f.name for f in fields(Resource)}
+        return Resource(**{k: v for k, v in record.items() if k in names})
+    if record.get("version") != SCHEMA_VERSION:
+        raise StoreFormatError(f"catalog record {record.get('id')}: unknown version")
+    return Resource(
+        id=record["id"],
+        kind=_KINDS[record["kind"]],
+        tenancy_id=record["tenancy_id"],
+        compartment_id=record["compartment_id"],
+        display_name=record["display_name"],
+        lifecycle_state="AVAILABLE",
+        availability_domain=record.get("availability_domain") or "",
+        created_us=int(record["created_at_us"]),
+        updated_us=int(record.get("updated_at_us") or record["created_at_us"]),
+        etag=uuid.uuid4().hex,
+        parent_id=record.get("source_id"),
+        source_id=record.get("copied_from"),
+        attrs=dict(record.get("attributes") or {}),
+    )
+
+
+def record_kind(record: JsonObject) -> str:
+    """The resource kind of a record (v1 or pre-v1)."""
+    if record.get("schema") == RECORD_SCHEMA:
+        return _KINDS[record["kind"]]
+    return str(record["kind"])
+
+
 class BackupCatalog:
-    """Chunk stores by tenancy, with an in-memory cache of (immutable) manifests."""
+    """Chunk stores by tenancy, with a bounded cache of (immutable) manifests."""
 
     def __init__(self, store_url: str) -> None:
         self.store_url = store_url.rstrip("/")
+        self.root = open_backend(self.store_url)
+        check_store(self.root)
+        open_store_root(self.root)
         self._stores: dict[str, ChunkStore] = {}
-        self._manifests: dict[str, Manifest] = {}
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._forgotten: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def backend(self, tenancy_id: str) -> Backend:
@@ -43,67 +112,85 @@ class BackupCatalog:
     def chunk_store(self, tenancy_id: str) -> ChunkStore:
         with self._lock:
             store = self._stores.get(tenancy_id)
-            if store is None:
-                store = ChunkStore(open_backend(f"{self.store_url}/{tenancy_id}"))
-                self._stores[tenancy_id] = store
-            return store
+        if store is None:
+            marker = keys.tenancy_marker(tenancy_id)
+            if not self.root.exists(marker):  # before the repository: listing finds it
+                self.root.put(marker, tenancy_id.encode())
+                self.root.sync()
+            store = ChunkStore(open_backend(child_url(self.store_url, tenancy_id)))
+            with self._lock:
+                store = self._stores.setdefault(tenancy_id, store)
+        return store
 
     def tenancy_ids(self) -> list[str]:
-        """Tenancies that have a part of the store (a directory each, in a local store)."""
-        parts = urlsplit(self.store_url)
-        if parts.scheme != "file":
-            return sorted(self._stores)
-        root = Path(unquote(parts.path))
-        if not root.is_dir():
-            return []
-        return sorted(
-            p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("ocid1.tenancy.")
-        )
+        """Every tenancy with a repository in the store (from the root's markers)."""
+        out = []
+        for key in self.root.list(keys.TENANCY_PREFIX):
+            name = key[len(keys.TENANCY_PREFIX) :]
+            if keys.valid_id(name):
+                out.append(name)
+        return sorted(out)
 
     # --- manifests --------------------------------------------------------------------------
 
     def manifest(self, tenancy_id: str, backup_id: str) -> Manifest:
-        cached = self._manifests.get(backup_id)
-        if cached is None:
-            cached = manifests.load_manifest(self.backend(tenancy_id), backup_id)
-            self._manifests[backup_id] = cached
-        return cached
+        with self._lock:
+            cached = self._manifests.get(backup_id)
+            if cached is not None:
+                self._manifests.move_to_end(backup_id)
+                return cached
+        loaded = manifests.load_manifest(self.backend(tenancy_id), backup_id)
+        with self._lock:
+            self._manifests[backup_id] = loaded
+            while len(self._manifests) > MANIFEST_CACHE_ENTRIES:
+                self._manifests.popitem(last=False)
+        return loaded
 
     def has_manifest(self, tenancy_id: str, backup_id: str) -> bool:
-        if backup_id in self._manifests:
-            return True
-        try:
-            self.manifest(tenancy_id, backup_id)
-        except ObjectNotFound:
-            return False
-        return True
+        with self._lock:
+            if backup_id in self._manifests:
+                return True
+        return self.backend(tenancy_id).exists(manifests.manifest_key(backup_id))
 
     def forget(self, tenancy_id: str, backup_id: str) -> None:
-        """Delete a volume backup's manifest and catalog entry (its chunks go at the next GC)."""
+        """Delete a volume backup's manifest and catalog entry (its chunks go at the next GC).
+
+        The digests it named are kept (:meth:`pop_forgotten`) for the unique-size tables."""
+        try:
+            gone = self.manifest(tenancy_id, backup_id)
+            with self._lock:
+                self._forgotten[backup_id] = {e.digest: e.stored_size for e in gone.chunks}
+        except (ObjectNotFound, IntegrityError):
+            pass
         manifests.delete_manifest(self.backend(tenancy_id), backup_id)
-        self._manifests.pop(backup_id, None)
+        with self._lock:
+            self._manifests.pop(backup_id, None)
         self.forget_entry(tenancy_id, backup_id)
+
+    def pop_forgotten(self, backup_id: str) -> dict[str, int] | None:
+        """Digests (→ stored size) of a backup :meth:`forget` deleted; None if unknown."""
+        with self._lock:
+            return self._forgotten.pop(backup_id, None)
 
     def forget_entry(self, tenancy_id: str, backup_id: str) -> None:
         """Delete a backup's catalog entry."""
-        self.backend(tenancy_id).delete(f"catalog/{backup_id}.json")
+        self.backend(tenancy_id).delete(keys.catalog_key(backup_id))
 
     def live_manifests(self, tenancy_id: str) -> list[Manifest]:
-        backend = self.backend(tenancy_id)
-        return [self.manifest(tenancy_id, b) for b in manifests.list_manifests(backend)]
+        """Every manifest of the tenancy (loaded from the store, not cached)."""
+        return list(manifests.iter_manifests(self.backend(tenancy_id)))
 
-    # --- catalog entries --------------------------------------------------------------------
+    # --- catalog records --------------------------------------------------------------------
 
     def save_entry(self, tenancy_id: str, res: Resource) -> None:
-        entry = {k: v for k, v in res.__dict__.items() if k != "purge_after_us"}
         self.backend(tenancy_id).put(
-            f"catalog/{res.id}.json", json.dumps(entry, sort_keys=True).encode()
+            keys.catalog_key(res.id), json.dumps(record_from_row(res), sort_keys=True).encode()
         )
 
     def entries(self, tenancy_id: str) -> list[JsonObject]:
         backend = self.backend(tenancy_id)
         out = []
-        for key in backend.list("catalog/"):
+        for key in backend.list(keys.CATALOG_PREFIX):
             try:
                 out.append(json.loads(backend.get(key)))
             except (ObjectNotFound, ValueError):
@@ -111,13 +198,34 @@ class BackupCatalog:
         return out
 
     def save_identity(self, tenancy_id: str, identity: JsonObject) -> None:
-        self.backend(tenancy_id).put("identity.json", json.dumps(identity).encode())
+        doc = {"schema": IDENTITY_SCHEMA, "version": SCHEMA_VERSION, **identity}
+        self.backend(tenancy_id).put(keys.IDENTITY, json.dumps(doc).encode())
 
     def load_identity(self, tenancy_id: str) -> JsonObject | None:
         try:
-            return dict(json.loads(self.backend(tenancy_id).get("identity.json")))
+            doc = dict(json.loads(self.backend(tenancy_id).get(keys.IDENTITY)))
         except ObjectNotFound:
             return None
+        if doc.get("schema", IDENTITY_SCHEMA) != IDENTITY_SCHEMA or doc.get("version", 1) != 1:
+            raise StoreFormatError(f"identity of {tenancy_id}: unknown schema or version")
+        return doc
+
+
+def check_store(root: Backend) -> None:
+    """Refuse a pre-v1 store (objects at the root, no ``config``) naming the command to run."""
+    try:
+        doc = json.loads(root.get(keys.STORE_CONFIG))
+    except ObjectNotFound:
+        if next(iter(root.list("")), None) is not None:
+            raise StoreFormatError(
+                f"backup store {root.url} is in the pre-v1 format: stop the server and run "
+                "`ocibv store migrate` to convert it"
+            ) from None
+        return
+    except ValueError as exc:
+        raise StoreFormatError(f"backup store {root.url}: config is not JSON") from exc
+    if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT:
+        raise StoreFormatError(f"backup store {root.url}: not an ocibv store")
 
 
 def unique_bytes(owned: Mapping[str, Iterable[Manifest]]) -> dict[str, int]:

@@ -12,7 +12,9 @@ backup that has said AVAILABLE stays restorable, and a failed one keeps nothing.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -30,15 +32,77 @@ from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
 from ocibv.services.attachments import AttachmentService
-from ocibv.services.backup_catalog import BackupCatalog, unique_bytes
+from ocibv.services.backup_catalog import BackupCatalog
 from ocibv.services.common import transition
 from ocibv.services.context import ServiceContext
 from ocibv.services.reservations import release, reserve
+from ocibv.services.unique_sizes import RefTable
 from ocibv.store import identity as ids
 from ocibv.store import reservations as reservation_rows
 from ocibv.store import resources as repo
 
 log = logging.getLogger("ocibv.backups")
+
+
+def _iso_from_us(us: int) -> str | None:
+    """ISO 8601 UTC (milliseconds, ``Z``) of a µs timestamp; None for 0 (unknown)."""
+    if not us:
+        return None
+    stamp = datetime.fromtimestamp(us / 1_000_000, UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TenancySizes:
+    """Reference tables of one tenancy: per volume backup, and per owner (a standalone
+    backup, or a group backup with all its members)."""
+
+    def __init__(self) -> None:
+        self.members = RefTable()
+        self.owners = RefTable()
+        self.owner_of: dict[str, str] = {}
+
+    def update(
+        self, catalog: BackupCatalog, tenancy_id: str, backups: dict[str, repo.Resource]
+    ) -> bool:
+        """Apply the backups added and removed since the last update; False when that cannot
+        be done incrementally (the caller then rebuilds from scratch)."""
+        gone = [b for b in self.owner_of if b not in backups]
+        gone_owners: dict[str, list[str]] = {}
+        for backup_id in gone:
+            gone_owners.setdefault(self.owner_of[backup_id], []).append(backup_id)
+        for owner, members in gone_owners.items():
+            if len(members) != sum(1 for o in self.owner_of.values() if o == owner):
+                return False  # part of an owner went: recount
+            union: dict[str, int] = {}
+            for backup_id in members:
+                digests = catalog.pop_forgotten(backup_id)
+                if digests is None:
+                    return False
+                self.members.remove(backup_id, digests)
+                union.update(digests)
+                del self.owner_of[backup_id]
+            self.owners.remove(owner, union)
+        new_owners: dict[str, list[str]] = {}
+        for backup_id, row in backups.items():
+            if backup_id not in self.owner_of:
+                new_owners.setdefault(row.group_backup_id or backup_id, []).append(backup_id)
+        for owner, members in new_owners.items():
+            if owner in self.owners:
+                return False  # a member joined an owner already counted: recount
+            union = {}
+            counted = False
+            for backup_id in members:
+                if not catalog.has_manifest(tenancy_id, backup_id):
+                    continue
+                counted = True
+                manifest = catalog.manifest(tenancy_id, backup_id)
+                digests = {e.digest: e.stored_size for e in manifest.chunks}
+                self.members.add(backup_id, digests)
+                union.update(digests)
+                self.owner_of[backup_id] = owner
+            if counted:
+                self.owners.add(owner, union)
+        return True
 
 
 class BackupRuns:
@@ -49,6 +113,8 @@ class BackupRuns:
         self.catalog = catalog
         self.attachments = attachments
         self.chunk_size = DEFAULT_CHUNK_SIZE
+        self._sizes: dict[str, TenancySizes] = {}
+        self._sizes_lock = threading.Lock()
 
     # --- requesting -------------------------------------------------------------------------
 
@@ -93,15 +159,22 @@ class BackupRuns:
         self, job: JobContext, members: list[repo.Resource]
     ) -> list[tuple[repo.Resource, Manifest]]:
         """Read every member's volume into the store at one point in time and save each
-        manifest durably. A member whose manifest exists already (a re-run after a crash) is
-        not read again. Member states do not change here."""
+        manifest durably. A member whose manifest a crashed run left is not read again once
+        that manifest is verified whole (rule W4); member states do not change here."""
         manifests: dict[str, Manifest] = {}
         pending = []
         for member in members:
+            tenancy = member.tenancy_id
             try:
-                manifests[member.id] = self.catalog.manifest(member.tenancy_id, member.id)
+                found = self.catalog.manifest(tenancy, member.id)
             except ObjectNotFound:
                 pending.append(member)
+                continue
+            if engine.verify_backup(self.catalog.chunk_store(tenancy), found):
+                self.catalog.forget(tenancy, member.id)  # incomplete: read it again
+                pending.append(member)
+            else:
+                manifests[member.id] = found
         if pending:
             self._capture_at_one_instant(job, pending, manifests)
         return [(member, manifests[member.id]) for member in members]
@@ -175,6 +248,7 @@ class BackupRuns:
             progress=progress,
             workers=self.ctx.settings.workers,
             group_backup_id=member.group_backup_id,
+            created_at=_iso_from_us(member.created_us),  # the point in time, not "now"
         )
         # what was read, recorded exactly (progress reports are otherwise throttled)
         job.progress(done + last[0], max(total, done + last[1]), force=True)
@@ -255,33 +329,36 @@ class BackupRuns:
     # --- sizes ------------------------------------------------------------------------------
 
     def refresh_unique_sizes(self, tenancy_id: str) -> None:
-        """Recompute every AVAILABLE backup's unique size after the set of backups changed."""
+        """Bring every AVAILABLE backup's unique size up to date after the set of backups
+        changed. Incremental: reads the manifests of backups added since the last call (and
+        uses the digests the catalog kept of backups deleted since), so the cost does not
+        grow with the tenancy's history; the first call in a process reads every manifest."""
         with self.ctx.db.read() as conn:
-            backups = [
-                b
+            backups = {
+                b.id: b
                 for b in repo.of_kind(conn, tenancy_id, Kind.VOLUME_BACKUP)
                 if b.lifecycle_state == AVAILABLE
-            ]
-            groups = [
-                g
+            }
+            groups = {
+                g.id: g
                 for g in repo.of_kind(conn, tenancy_id, Kind.VOLUME_GROUP_BACKUP)
                 if g.lifecycle_state == AVAILABLE
-            ]
-        loaded = {}
-        for b in backups:
-            if self.catalog.has_manifest(tenancy_id, b.id):
-                loaded[b.id] = self.catalog.manifest(tenancy_id, b.id)
-        per_member = unique_bytes({bid: [m] for bid, m in loaded.items()})
-        owners: dict[str, list[Manifest]] = {}
-        for b in backups:
-            if b.id in loaded:
-                owners.setdefault(b.group_backup_id or b.id, []).append(loaded[b.id])
-        per_owner = unique_bytes(owners)
+            }
+        with self._sizes_lock:
+            sizes = self._sizes.get(tenancy_id)
+            if sizes is None or not sizes.update(self.catalog, tenancy_id, backups):
+                sizes = TenancySizes()
+                sizes.update(self.catalog, tenancy_id, backups)
+                self._sizes[tenancy_id] = sizes
+            per_member = sizes.members.take_dirty()
+            per_owner = sizes.owners.take_dirty()
         with self.ctx.db.write() as conn:
-            for res in backups:
-                self._set_unique(conn, res, per_member.get(res.id, 0))
-            for res in groups:
-                self._set_unique(conn, res, per_owner.get(res.id, 0))
+            for backup_id, value in per_member.items():
+                if backup_id in backups:
+                    self._set_unique(conn, backups[backup_id], value)
+            for owner_id, value in per_owner.items():
+                if owner_id in groups:
+                    self._set_unique(conn, groups[owner_id], value)
 
     @staticmethod
     def _set_unique(conn: sa.Connection, res: repo.Resource, value: int) -> None:

@@ -3,13 +3,28 @@ store alone after the metadata database is lost."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, fields
 
 from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE
 from ocibv.engine import backup as engine
-from ocibv.services.backup_catalog import BackupCatalog, JsonObject
+from ocibv.engine import keys
+from ocibv.engine.backends import child_url, open_backend
+from ocibv.engine.backends.base import Backend
+from ocibv.engine.errors import ObjectNotFound
+from ocibv.engine.migrate import migrate_repository
+from ocibv.engine.repository import open_store_root
+from ocibv.services.backup_catalog import (
+    IDENTITY_SCHEMA,
+    RECORD_SCHEMA,
+    SCHEMA_VERSION,
+    BackupCatalog,
+    JsonObject,
+    record_from_row,
+    row_from_record,
+)
 from ocibv.services.backup_runs import BackupRuns
 from ocibv.services.context import ServiceContext
 from ocibv.store import identity as ids
@@ -34,8 +49,8 @@ class RecoverResult:
 
 
 def resource_from_entry(entry: JsonObject) -> repo.Resource:
-    """A resource row from a catalog record (fields the row no longer has are ignored, so
-    records written by older versions still load)."""
+    """A resource row from an identity document's compartment (fields the row no longer
+    has are ignored, so documents written by older versions still load)."""
     names = {f.name for f in fields(repo.Resource)}
     return repo.Resource(**{k: v for k, v in entry.items() if k in names})
 
@@ -49,18 +64,17 @@ class StoreHousekeeping:
     def collect_garbage(self, grace_seconds: float | None = None) -> dict[str, int]:
         """Sweep chunks no manifest references (older than the grace period), per tenancy."""
         grace = self.ctx.settings.gc_grace_seconds if grace_seconds is None else grace_seconds
-        totals = {"tenancies": 0, "deleted_chunks": 0, "freed_bytes": 0}
+        totals = {"tenancies": 0, "deleted_packs": 0, "freed_bytes": 0, "condemned_packs": 0}
         for tenancy_id in self.catalog.tenancy_ids():
             store = self.catalog.chunk_store(tenancy_id)
-            report = engine.collect_garbage(
-                store, self.catalog.live_manifests(tenancy_id), grace_seconds=grace
-            )
+            report = engine.collect_garbage(store, grace_seconds=grace)
             totals["tenancies"] += 1
-            totals["deleted_chunks"] += report.chunks_deleted
+            totals["deleted_packs"] += report.packs_deleted
             totals["freed_bytes"] += report.bytes_deleted
-        if totals["deleted_chunks"]:
+            totals["condemned_packs"] += report.packs_condemned
+        if totals["deleted_packs"]:
             log.info(
-                "gc deleted %d chunk(s), %d bytes", totals["deleted_chunks"], totals["freed_bytes"]
+                "gc deleted %d pack(s), %d bytes", totals["deleted_packs"], totals["freed_bytes"]
             )
         return totals
 
@@ -77,6 +91,7 @@ class StoreHousekeeping:
             result.chunks_checked += report.chunks_checked
             result.damaged.extend(sorted(report.damaged))
             result.damaged.extend(f"{d} (missing)" for d in sorted(report.missing))
+            result.damaged.extend(f"{k} (unreadable index object)" for k in report.damaged_objects)
             affected_ids.update(report.affected_backups)
         with self.ctx.db.read() as conn:
             rows = repo.get_many(conn, affected_ids)
@@ -124,28 +139,78 @@ class StoreHousekeeping:
                     result.compartments += 1
 
     def _recover_backups(self, tenancy_id: str, result: RecoverResult) -> None:
-        entries = self.catalog.entries(tenancy_id)
-        groups = {e["id"]: e for e in entries if e["kind"] == Kind.VOLUME_GROUP_BACKUP}
+        rows = [row_from_record(e) for e in self.catalog.entries(tenancy_id)]
+        groups = {r.id for r in rows if r.kind == Kind.VOLUME_GROUP_BACKUP}
         with self.ctx.db.write() as conn:
-            for entry in entries:
-                if repo.get(conn, entry["id"]) is not None:
+            for row in rows:
+                if repo.get(conn, row.id) is not None:
                     continue
-                if not self._restorable(tenancy_id, entry, groups):
-                    result.skipped.append(f"{entry['id']}: data incomplete in the store")
+                if not self._restorable(tenancy_id, row, groups):
+                    result.skipped.append(f"{row.id}: data incomplete in the store")
                     continue
-                entry = dict(entry, lifecycle_state=AVAILABLE, purge_after_us=None)
-                repo.insert_exact(conn, resource_from_entry(entry))
+                row.lifecycle_state, row.purge_after_us = AVAILABLE, None
+                repo.insert_exact(conn, row)
                 result.backups += 1
 
-    def _restorable(
-        self, tenancy_id: str, entry: JsonObject, groups: dict[str, JsonObject]
-    ) -> bool:
-        if entry["kind"] == Kind.VOLUME_GROUP_BACKUP:
-            return all(
-                self.catalog.has_manifest(tenancy_id, m)
-                for m in entry["attrs"]["volume_backup_ids"]
-            )
-        group_id = entry["attrs"].get("volume_group_backup_id")
+    def _restorable(self, tenancy_id: str, row: repo.Resource, groups: set[str]) -> bool:
+        if row.kind == Kind.VOLUME_GROUP_BACKUP:
+            return all(self.catalog.has_manifest(tenancy_id, m) for m in row.volume_backup_ids)
+        group_id = row.attrs.get("volume_group_backup_id")
         if group_id and group_id not in groups:
             return False
-        return self.catalog.has_manifest(tenancy_id, entry["id"])
+        return self.catalog.has_manifest(tenancy_id, row.id)
+
+
+@dataclass
+class MigrateResult:
+    tenancies: int = 0
+    chunks_copied: int = 0
+    records_rewritten: int = 0
+    damaged: list[str] = field(default_factory=list)
+
+
+def migrate_store(store_url: str) -> MigrateResult:
+    """Convert a pre-v1 store to format v1 in place (``ocibv store migrate``); resumable.
+
+    Per tenancy directory: packs and index, catalog records and identity in the v1 schemas,
+    the repository config (the commit point), the tenancy marker; the store config last.
+    Run it with the server stopped. A v1 store is left as it is.
+    """
+    root = open_backend(store_url.rstrip("/"))
+    result = MigrateResult()
+    tenancies = {key.split("/", 1)[0] for key in root.list("") if "/" in key}
+    tenancies = {t for t in tenancies if t.startswith("ocid1.tenancy.") and keys.valid_id(t)}
+    for tenancy_id in sorted(tenancies):
+        backend = open_backend(child_url(store_url.rstrip("/"), tenancy_id))
+
+        def rewrite_records(backend: Backend = backend) -> None:
+            result.records_rewritten += _rewrite_records(backend)
+
+        report = migrate_repository(backend, before_commit=rewrite_records)
+        result.tenancies += 1
+        result.chunks_copied += report.chunks_copied
+        result.damaged.extend(report.damaged)
+        root.put(keys.tenancy_marker(tenancy_id), tenancy_id.encode())
+    root.sync()
+    open_store_root(root)
+    return result
+
+
+def _rewrite_records(backend: Backend) -> int:
+    """Catalog records (pre-v1: row dumps) and identity.json in the v1 schemas."""
+    rewritten = 0
+    for key in list(backend.list(keys.CATALOG_PREFIX)):
+        entry = json.loads(backend.get(key))
+        if entry.get("schema") != RECORD_SCHEMA:
+            record = record_from_row(row_from_record(entry))
+            backend.put(key, json.dumps(record, sort_keys=True).encode())
+            rewritten += 1
+    try:
+        identity = json.loads(backend.get(keys.IDENTITY))
+    except ObjectNotFound:
+        return rewritten
+    if "schema" not in identity:
+        doc = {"schema": IDENTITY_SCHEMA, "version": SCHEMA_VERSION, **identity}
+        backend.put(keys.IDENTITY, json.dumps(doc).encode())
+    backend.sync()
+    return rewritten

@@ -4,16 +4,16 @@ A backend stores opaque objects under '/'-separated keys (:class:`Backend`, in `
 Backends are chosen by URL scheme through :func:`open_backend`; each parses its own URL:
 
 - ``file:///abs/dir`` — :class:`LocalBackend`, one file per object (the default store);
-- ``memory://`` — :class:`MemoryBackend`, a dict (tests).
-
-Later: ``s3://`` for S3-compatible object storage, registered in ``_SCHEMES`` the same way.
+- ``memory://`` — :class:`MemoryBackend`, a dict (tests);
+- ``s3://bucket/prefix`` — :class:`~ocibv.engine.backends.s3.S3Backend`, S3-compatible
+  object storage (boto3 is imported only when such a store is opened).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ocibv.engine.backends.base import Backend, ObjectInfo, validate_key
 from ocibv.engine.backends.local import LocalBackend
@@ -25,6 +25,7 @@ __all__ = [
     "LocalBackend",
     "MemoryBackend",
     "ObjectInfo",
+    "child_url",
     "open_backend",
     "validate_key",
 ]
@@ -47,10 +48,26 @@ def _open_memory(url: str) -> Backend:
     return MemoryBackend()
 
 
+def _open_s3(url: str) -> Backend:
+    from ocibv.engine.backends.s3 import S3Backend
+
+    return S3Backend(url)
+
+
 _SCHEMES: dict[str, Callable[[str], Backend]] = {
     "file": _open_file,
     "memory": _open_memory,
+    "s3": _open_s3,
 }
+
+
+def child_url(url: str, name: str) -> str:
+    """The URL of the sub-store ``name`` (one key component) below ``url``: the same
+    backend with ``name/`` added to its path (query parameters are kept)."""
+    validate_key(name)
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/") + "/" + name
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 def open_backend(url: str) -> Backend:

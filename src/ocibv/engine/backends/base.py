@@ -1,8 +1,11 @@
-"""The backend contract: a flat namespace of immutable-ish objects under '/'-separated keys.
+"""The backend contract: a flat namespace of objects under '/'-separated keys.
 
-Every backend (local directory, memory, later S3-compatible object storage) implements
-:class:`Backend`; one contract test suite (``tests/engine/test_backends.py``) runs against
-each. The chunk store, manifests and garbage collection are built only on this interface.
+The contract is what every S3-compatible object store offers: put (atomic, whole object),
+get, ranged get, list by prefix, stat, delete, and — where available — a conditional put
+(create only if absent). There is no touch, rename or compare-and-delete: garbage collection
+is built on plans and a grace period instead (``ocibv.engine.maintenance``). Every backend
+(local directory, memory, S3) implements :class:`Backend`; one contract test suite
+(``tests/engine/test_backends.py``) runs against each.
 """
 
 from __future__ import annotations
@@ -49,10 +52,18 @@ class ObjectInfo:
 class Backend(ABC):
     """Object storage for the backup store.
 
+    Capability flags (class attributes) say where backends differ: ``conditional_put``
+    (:meth:`put_if_absent` is atomic), ``needs_sync`` (puts are durable only after
+    :meth:`sync`), ``remote`` (each call is a network request: batch work into few objects).
+
     Keys are validated by :func:`validate_key`. "Not found" is always
     :class:`~ocibv.engine.errors.ObjectNotFound` (a :class:`BackendError`); any other storage
     failure is a :class:`BackendError`. Methods are safe to call from several threads at once.
     """
+
+    conditional_put: bool = False
+    needs_sync: bool = False
+    remote: bool = False
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
@@ -61,7 +72,8 @@ class Backend(ABC):
         Atomic: a concurrent or later reader sees either the previous object (or none) or all
         of ``data``, never a prefix. Visible to every reader on return. Durable once the next
         :meth:`sync` returns; until then a crash may lose the object, but never leaves it
-        torn or empty under its key. Sets the object's timestamp to now.
+        torn or empty under its key. Sets the object's timestamp to now
+        (the backend's clock).
         """
 
     def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
@@ -71,6 +83,22 @@ class Backend(ABC):
     @abstractmethod
     def get(self, key: str) -> bytes:
         """Return the object's bytes; raise ``ObjectNotFound`` if there is none."""
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the object from ``offset`` (fewer only at its end);
+        ``ObjectNotFound`` if there is none. Backends override this with a ranged read."""
+        return self.get(key)[offset : offset + length]
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store ``data`` only if no object is stored under ``key``; True if it was stored.
+
+        Atomic where :attr:`conditional_put` is True; elsewhere a check then a put (two
+        writers may both succeed, the later one winning).
+        """
+        if self.exists(key):
+            return False
+        self.put(key, data)
+        return True
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -95,25 +123,6 @@ class Backend(ABC):
     def size(self, key: str) -> int:
         """Stored size in bytes of the object; raise ``ObjectNotFound`` if absent."""
         return self.stat(key).size
-
-    @abstractmethod
-    def touch(self, key: str) -> int | None:
-        """Set the object's timestamp to now and return its size; ``None`` if it is absent.
-
-        Garbage collection deletes only objects whose timestamp is older than its cutoff
-        (:meth:`delete_if_older`), so a caller that has touched an object can rely on it
-        for as long as the collector's grace period.
-        """
-
-    @abstractmethod
-    def delete_if_older(self, key: str, cutoff: float) -> bool:
-        """Delete the object only if its timestamp is older than ``cutoff``; True if deleted.
-
-        Atomic with respect to :meth:`touch`: once a touch has returned a size, no call whose
-        ``cutoff`` is at or before that touch deletes the object; a touch that loses the race
-        returns ``None`` (the caller then writes the object again). Absent objects return
-        False.
-        """
 
     @abstractmethod
     def sync(self) -> None:

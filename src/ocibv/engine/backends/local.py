@@ -23,7 +23,7 @@ from ocibv.engine.backends.base import Backend, ObjectInfo, validate_key, valida
 from ocibv.engine.errors import BackendError, ObjectNotFound
 
 _TMP_PREFIX = ".tmp-"
-_GC_PREFIX = ".gc-"
+_GC_PREFIX = ".gc-"  # left by pre-v1 garbage collection
 _IOV_MAX = 1024
 
 
@@ -52,6 +52,9 @@ def _write_all(fd: int, parts: Sequence[bytes]) -> None:
 
 class LocalBackend(Backend):
     """Objects as files below ``root``; key ``a/b/c`` is the file ``root/a/b/c``. Thread-safe."""
+
+    conditional_put = True
+    needs_sync = True
 
     def __init__(self, root: Path | str) -> None:
         self._root = Path(root).absolute()
@@ -123,6 +126,42 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendError(f"cannot read {key}: {exc}") from exc
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key}") from None
+        except OSError as exc:
+            raise BackendError(f"cannot read {key}: {exc}") from exc
+        try:
+            return os.pread(fd, length, offset)
+        except OSError as exc:
+            raise BackendError(f"cannot read {key}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        directory, name = os.path.split(path)
+        tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
+        try:
+            self._ensure_dir(directory)
+            with open(tmp, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)  # fails if the key exists: atomic create-if-absent
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise BackendError(f"cannot store {key}: {exc}") from exc
+        with self._lock:
+            self._dirty_dirs.add(directory)
+        return True
+
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
 
@@ -169,42 +208,6 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendError(f"cannot stat {key}: {exc}") from exc
         return ObjectInfo(size=st.st_size, mtime=st.st_mtime)
-
-    def touch(self, key: str) -> int | None:
-        path = self._path(key)
-        try:
-            os.utime(path)
-            return os.stat(path).st_size
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise BackendError(f"cannot touch {key}: {exc}") from exc
-
-    def delete_if_older(self, key: str, cutoff: float) -> bool:
-        path = self._path(key)
-        directory, name = os.path.split(path)
-        aside = os.path.join(directory, f"{_GC_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
-        try:
-            if os.stat(path).st_mtime >= cutoff:
-                return False
-            # Move the object aside, then look at its timestamp again: a touch that landed
-            # between the stat and the rename shows on the moved inode, and a touch after
-            # the rename fails (the toucher then writes the object again).
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise BackendError(f"cannot delete {key}: {exc}") from exc
-        try:
-            if os.stat(aside).st_mtime >= cutoff:
-                with contextlib.suppress(FileExistsError):  # unless rewritten meanwhile
-                    os.link(aside, path)
-                return False
-            return True
-        finally:
-            os.unlink(aside)
-            with self._lock:
-                self._dirty_dirs.add(directory)
 
     def sync(self) -> None:
         with self._lock:

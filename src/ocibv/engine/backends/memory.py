@@ -15,6 +15,8 @@ from ocibv.engine.errors import ObjectNotFound
 class MemoryBackend(Backend):
     """Objects in a dict; thread-safe. ``clock`` supplies timestamps (tests can move time)."""
 
+    conditional_put = True
+
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._objects: dict[str, tuple[bytes, float]] = {}
         self._lock = threading.Lock()
@@ -62,22 +64,12 @@ class MemoryBackend(Backend):
             raise ObjectNotFound(f"no object {key}")
         return ObjectInfo(size=len(found[0]), mtime=found[1])
 
-    def touch(self, key: str) -> int | None:
+    def put_if_absent(self, key: str, data: bytes) -> bool:
         validate_key(key)
         with self._lock:
-            found = self._objects.get(key)
-            if found is None:
-                return None
-            self._objects[key] = (found[0], self._clock())
-            return len(found[0])
-
-    def delete_if_older(self, key: str, cutoff: float) -> bool:
-        validate_key(key)
-        with self._lock:
-            found = self._objects.get(key)
-            if found is None or found[1] >= cutoff:
+            if key in self._objects:
                 return False
-            del self._objects[key]
+            self._objects[key] = (bytes(data), self._clock())
             return True
 
     def sync(self) -> None:

@@ -1,0 +1,121 @@
+"""Blobs and packs (docs/design.md, "Chunks and packs").
+
+A blob is one stored chunk: byte 0 the blob version (1), byte 1 the codec (0 raw, 1 zstd),
+then the payload. A pack is blobs end to end followed by a JSON trailer listing them, the
+trailer's length (4 bytes, little endian) and the magic ``OCIBVPK1``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from typing import NamedTuple
+
+import blake3
+import zstandard
+
+from ocibv.engine.errors import IntegrityError
+
+BLOB_VERSION = 1
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+HEADER_SIZE = 2
+RAW_HEADER = bytes((BLOB_VERSION, CODEC_RAW))
+ZSTD_HEADER = bytes((BLOB_VERSION, CODEC_ZSTD))
+PACK_MAGIC = b"OCIBVPK1"
+_TAIL = struct.Struct("<I")
+PACK_VERSION = 1
+
+
+class Location(NamedTuple):
+    """Where a blob is: pack id, byte offset and length in the pack, plaintext size."""
+
+    pack: str
+    offset: int
+    length: int
+    size: int
+
+
+def chunk_digest(data: bytes | bytearray | memoryview) -> str:
+    """The name of a chunk holding ``data``: BLAKE3-256, lowercase hex."""
+    return blake3.blake3(data).hexdigest()
+
+
+class Codec:
+    """Encode and decode blobs; thread-safe (zstd contexts are per thread)."""
+
+    def __init__(self, level: int = 1) -> None:
+        self._level = level
+        self._local = threading.local()
+
+    def _cctx(self) -> zstandard.ZstdCompressor:
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = zstandard.ZstdCompressor(level=self._level, write_content_size=True)
+            self._local.cctx = cctx
+        return cctx
+
+    def _dctx(self) -> zstandard.ZstdDecompressor:
+        dctx: zstandard.ZstdDecompressor | None = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = zstandard.ZstdDecompressor()
+            self._local.dctx = dctx
+        return dctx
+
+    def encode(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The blob for plaintext ``data``: zstd when that is smaller, else raw."""
+        compressed = self._cctx().compress(data)
+        if len(compressed) < len(data):
+            return ZSTD_HEADER + compressed
+        return RAW_HEADER + bytes(data)
+
+    def decode(self, digest: str, blob: bytes) -> bytes:
+        """Verified plaintext of ``blob``; IntegrityError naming ``digest`` if it is damaged."""
+        if len(blob) < HEADER_SIZE or blob[0] != BLOB_VERSION:
+            raise IntegrityError(f"chunk {digest}: unknown or damaged blob header")
+        codec = blob[1]
+        if codec == CODEC_RAW:
+            data = blob[HEADER_SIZE:]
+        elif codec == CODEC_ZSTD:
+            try:
+                data = self._dctx().decompress(memoryview(blob)[HEADER_SIZE:])
+            except zstandard.ZstdError as exc:
+                raise IntegrityError(f"chunk {digest}: does not decompress ({exc})") from exc
+        else:
+            raise IntegrityError(f"chunk {digest}: unknown codec {codec}")
+        actual = chunk_digest(data)
+        if actual != digest:
+            raise IntegrityError(f"chunk {digest}: content hashes to {actual}")
+        return data
+
+
+def pack_trailer(entries: list[tuple[str, int, int, int]]) -> bytes:
+    """Trailer bytes for blobs ``(digest, offset, length, size)``, with length and magic."""
+    body = json.dumps(
+        {"version": PACK_VERSION, "chunks": [list(e) for e in entries]}, separators=(",", ":")
+    ).encode("ascii")
+    return body + _TAIL.pack(len(body)) + PACK_MAGIC
+
+
+def parse_pack(pack_id: str, data: bytes) -> list[tuple[str, Location]]:
+    """``(digest, location)`` of the blobs a pack's trailer lists (IntegrityError if the
+    pack is malformed)."""
+    tail = len(PACK_MAGIC) + _TAIL.size
+    if len(data) < tail or not data.endswith(PACK_MAGIC):
+        raise IntegrityError(f"pack {pack_id}: no trailer (truncated?)")
+    (size,) = _TAIL.unpack_from(data, len(data) - tail)
+    start = len(data) - tail - size
+    if start < 0:
+        raise IntegrityError(f"pack {pack_id}: trailer length out of range")
+    try:
+        doc = json.loads(data[start : len(data) - tail])
+        if doc["version"] != PACK_VERSION:
+            raise ValueError(f"version {doc['version']}")
+        out = [Location(pack_id, int(o), int(n), int(s)) for _d, o, n, s in doc["chunks"]]
+        digests = [str(d) for d, _o, _n, _s in doc["chunks"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"pack {pack_id}: malformed trailer ({exc})") from exc
+    if any(loc.offset + loc.length > start for loc in out):
+        raise IntegrityError(f"pack {pack_id}: trailer points past the blobs")
+    return list(zip(digests, out, strict=True))
