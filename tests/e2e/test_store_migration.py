@@ -13,7 +13,7 @@ import oci
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.e2e.images import sha256_prefix, wait
+from tests.e2e.helpers import sha256_prefix, wait
 from tests.e2e.server import Server
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store_v0"

@@ -18,6 +18,12 @@ STORE_KINDS = ("local", "s3")  # every test runs with the store on disk and on S
 
 
 @pytest.fixture(scope="module")
+def server(own_server: InProcessServer) -> Server:
+    """This module's own server, its store on each of ``STORE_KINDS``."""
+    return own_server
+
+
+@pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A server whose jobs wait 1 s before they start: requests in flight are observable."""
     server = InProcessServer(tmp_path_factory.mktemp("slow") / "data",

@@ -35,6 +35,7 @@ BLOCK = 64 * 1024
 """Copy-before-write granularity: the changed-block granularity, a divisor of every chunk."""
 _ZERO = -1  # the block read as zeros at the point in time; nothing stored
 _READ = -2  # the backup has read the block; later writes need not preserve it
+_WRITTEN_AFTER_READ = -3  # read by the backup, then overwritten: cannot be read again
 _BEGIN_LOCK = threading.Lock()  # one point in time is fixed at a time: gates close in order
 
 
@@ -117,8 +118,11 @@ class PointInTime:
             blocks = self._data_blocks(first, last // self.block)
         with self._lock:
             for index in blocks:
-                if index not in self._state:
+                state = self._state.get(index)
+                if state is None:
                     self._preserve(index)
+                elif state == _READ:
+                    self._state[index] = _WRITTEN_AFTER_READ
 
     def _data_blocks(self, first: int, last: int) -> Iterator[int]:
         """Blocks in ``first..last`` that may hold data (SEEK_DATA); a hole stays a hole.
@@ -151,8 +155,9 @@ class PointInTime:
 
     def read(self, offset: int, length: int) -> bytes:
         """The point-in-time bytes of ``[offset, offset+length)`` (within ``size``). Blocks
-        read whole are marked read: reading one of those again raises VolumeImageError,
-        because writers may since have changed it without preserving it."""
+        read whole are marked read and no longer preserved: reading one again is served from
+        the image while nothing wrote it since (a backup re-reading a chunk it must store
+        again), and raises VolumeImageError once a writer has changed it."""
         if offset < 0 or length < 0 or offset + length > self.size:
             raise VolumeImageError(f"snapshot read [{offset}, +{length}) beyond {self.size}")
         data = bytearray(os.pread(self.fd, length, offset))  # optimistic: validated below
@@ -168,7 +173,11 @@ class PointInTime:
                     if bstart >= offset and min(bstart + self.block, self.size) <= end:
                         self._state[index] = _READ
                 elif state == _READ:
-                    raise VolumeImageError(f"snapshot block {index} was already read")
+                    pass  # not written since it was read: the image still holds it
+                elif state == _WRITTEN_AFTER_READ:
+                    raise VolumeImageError(
+                        f"snapshot block {index} was overwritten after the backup read it"
+                    )
                 else:
                     fixups.append((index, state))
         for index, state in fixups:  # preserved data never changes: no lock needed
