@@ -147,6 +147,11 @@ class JobRunner:
                 self._wake.wait(1.0)
                 self._wake.clear()
 
+    def run_pending(self) -> bool:
+        """Claim and run one queued job in the calling thread; False when none is due (for
+        processes without worker threads, such as ``ocibv clock advance``)."""
+        return self._run_one()
+
     def _run_one(self) -> bool:
         with self.db.write() as conn:
             job = job_rows.claim_next(conn, self.owner)

@@ -41,3 +41,23 @@ class GroupBackupRestorer(Protocol):
         """New RESTORING volumes (unsaved), one per member backup, each already holding the
         backup it restores (reserved in ``conn``)."""
         ...
+
+
+class PolicyAssigner(Protocol):
+    """What CreateVolume's ``backupPolicyId`` needs (``VolumeBackupPolicyAssignmentService``)."""
+
+    def assign(
+        self, conn: sa.Connection, caller: Caller, asset_id: str, policy_id: str, field: str
+    ) -> Resource:
+        """Assign ``policy_id`` to the asset in the caller's transaction (400/409 naming
+        ``field`` when it cannot be)."""
+        ...
+
+
+class NoPolicies:
+    """The assigner until the container binds the real one."""
+
+    def assign(
+        self, conn: sa.Connection, caller: Caller, asset_id: str, policy_id: str, field: str
+    ) -> Resource:
+        raise RuntimeError("no backup policy assigner is bound")

@@ -24,6 +24,7 @@ from ocibv.domain.lifecycle import (
 from ocibv.domain.ocid import new_ocid
 from ocibv.jobs.context import JobContext
 from ocibv.jobs.registry import JobRegistry
+from ocibv.services.backup_policy_assignments import drop_assignments_of
 from ocibv.services.backup_rules import tags_of
 from ocibv.services.common import (
     PageTokens,
@@ -268,6 +269,7 @@ class VolumeGroupService:
                 )
             self._set_members(conn, group, [])
             transition(conn, group, TERMINATING)
+            drop_assignments_of(conn, group.id)
             job_rows.enqueue(conn, "delete_volume_group", group.id)
         self.ctx.wake_jobs()
 
