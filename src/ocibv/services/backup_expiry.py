@@ -42,6 +42,15 @@ class TickReport:
         self.busy.extend(other.busy)
 
 
+@dataclass(frozen=True)
+class Expiring:
+    id: str
+    kind: str
+    tenancy_id: str
+    expiration_us: int
+    retention_expires_us: int | None
+
+
 class BackupExpiry:
     def __init__(
         self,
@@ -53,39 +62,44 @@ class BackupExpiry:
         self.volume_backups = volume_backups
         self.group_backups = group_backups
 
-    def scheduled_backups(self) -> list[repo.Resource]:
+    def scheduled_backups(self) -> list[Expiring]:
         """Live scheduled backups that expire on their own (group members go with their
-        group, so they are not listed)."""
+        group, so they are not listed); one narrow query, as it runs on every pass."""
+        attrs = resources.c.attrs
         with self.ctx.db.read() as conn:
-            ids = conn.execute(
-                sa.select(resources.c.id).where(
+            rows = conn.execute(
+                sa.select(
+                    resources.c.id,
+                    resources.c.kind,
+                    resources.c.tenancy_id,
+                    attrs["expiration_us"].as_integer(),
+                    attrs["retention_expires_us"].as_integer(),
+                ).where(
                     resources.c.kind.in_([Kind.VOLUME_BACKUP, Kind.VOLUME_GROUP_BACKUP]),
                     resources.c.lifecycle_state.in_(EXPIRABLE_STATES),
+                    attrs["expiration_us"].as_integer().is_not(None),
+                    sa.or_(
+                        resources.c.kind == Kind.VOLUME_GROUP_BACKUP,
+                        attrs["volume_group_backup_id"].as_string().is_(None),
+                    ),
                 )
-            ).scalars()
-            rows = repo.get_many(conn, list(ids)).values()
-        return [
-            r
-            for r in rows
-            if r.attrs.get("expiration_us") is not None
-            and not (r.kind == Kind.VOLUME_BACKUP and r.group_backup_id)
-        ]
+            ).all()
+        return [Expiring(*row) for row in rows]
 
     def upcoming(self) -> list[int]:
         """When each live scheduled backup expires (or, if retention keeps it, when that
         retention ends)."""
         times = []
         for res in self.scheduled_backups():
-            times.append(int(res.attrs["expiration_us"]))
-            until = res.attrs.get("retention_expires_us")
-            if until is not None:
-                times.append(int(until))
+            times.append(res.expiration_us)
+            if res.retention_expires_us is not None:
+                times.append(res.retention_expires_us)
         return times
 
     def expire_due(self, at_us: int) -> TickReport:
         report = TickReport()
         for res in self.scheduled_backups():
-            if int(res.attrs["expiration_us"]) > at_us:
+            if res.expiration_us > at_us:
                 continue
             caller = Caller(res.tenancy_id, SCHEDULER_USER)
             try:
@@ -95,7 +109,7 @@ class BackupExpiry:
                     self.volume_backups.delete_volume_backup(caller, res.id, None)
             except Conflict as exc:  # retention keeps it: say so, try again later
                 report.kept[res.id] = exc.message
-                self._note(res, f"expired; kept: {exc.message}")
+                self._note(res.id, f"expired; kept: {exc.message}")
             except IncorrectState as exc:  # being read by a restore: a later pass
                 report.busy.append(res.id)
                 log.info("expiry of %s waits: %s", res.id, exc.message)
@@ -103,10 +117,12 @@ class BackupExpiry:
                 report.expired.append(res.id)
         return report
 
-    def _note(self, res: repo.Resource, message: str) -> None:
+    def _note(self, backup_id: str, message: str) -> None:
         with self.ctx.db.write() as conn:
-            ids = [res.id, *res.volume_backup_ids]
-            for row in repo.get_many(conn, ids).values():
+            res = repo.get(conn, backup_id)
+            if res is None:
+                return
+            for row in [res, *repo.get_many(conn, res.volume_backup_ids).values()]:
                 tags = dict(row.attrs.get("system_tags") or {})
                 if tags.get("ocibv", {}).get("expiry") == message:
                     continue

@@ -224,6 +224,8 @@ class BackupScheduler:
         """Everything due at ``at``, finished: a second pass takes what waited for the first
         pass's jobs (a busy asset, a backup still being created when it expired)."""
         report = self.tick(at)
+        if not (report.created or report.expired or report.busy):
+            return report
         drain()
         if report.busy:
             again = self.tick(at)
@@ -231,6 +233,6 @@ class BackupScheduler:
             report.busy = again.busy
             again.busy = []
             report.add(again)
-        with self.ctx.db.write() as conn:
+        with self.ctx.db.write() as conn:  # tombstones end by the service clock too
             repo.purge_expired(conn, at)
         return report
