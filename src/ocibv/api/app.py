@@ -10,6 +10,7 @@ from starlette.routing import Mount, Route, Router
 
 from ocibv.api import (
     identity,
+    volume_backup_policies,
     volume_backups,
     volume_group_backups,
     volume_groups,
@@ -62,6 +63,9 @@ def create_app(services: Services) -> Starlette:
         *volume_groups.routes(api, services.volume_groups),
         *volume_backups.routes(api, services.volume_backups),
         *volume_group_backups.routes(api, services.volume_group_backups),
+        *volume_backup_policies.routes(
+            api, services.volume_backup_policies, services.volume_backup_policy_assignments
+        ),
         *_not_built(api),
     ]
     # No trailing-slash redirects (Starlette's default): OCI answers an unknown path with a

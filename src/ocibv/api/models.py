@@ -107,6 +107,7 @@ class CreateVolumeDetails(Tagged):
     is_reservations_enabled: bool | None = None
     source_details: VolumeSource | None = None
     volume_backup_id: Ocid | None = None
+    backup_policy_id: Ocid | None = None
 
     @model_validator(mode="after")
     def _check(self) -> CreateVolumeDetails:
