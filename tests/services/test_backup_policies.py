@@ -140,3 +140,18 @@ def test_two_schedules_on_one_instant_take_one_backup(world: World) -> None:
     made = backups(world, Kind.VOLUME_BACKUP)
     assert [b.display_name.split()[1] for b in made] == ["daily", "hourly"]
     assert made[0].attrs["expiration_us"] - made[0].created_us == 86400 * 1_000_000
+
+
+def test_missed_instants_collapse_into_one_catch_up(world: World) -> None:
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": hourly_policy(world, 24)}
+    )
+    world.services.clock.advance(10 * HOUR)  # a jump, as after downtime: nothing ran
+    report = world.services.scheduler.tick()
+    world.services.drain_jobs()
+    assert len(report.created) == 1
+    (backup,) = backups(world, Kind.VOLUME_BACKUP)
+    assert abs(backup.created_us - world.services.clock.now_us()) < 60 * 1_000_000
+    assert world.services.scheduler.tick().created == []
