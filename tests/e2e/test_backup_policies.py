@@ -143,6 +143,10 @@ def test_create_volume_with_backup_policy_id_assigns_it(
     assert assignment.policy_id == gold.id
     bs.delete_volume(volume.id)
     assert bs.get_volume_backup_policy_asset_assignment(volume.id).data == []
+    unknown = "ocid1.volumebackuppolicy.oc1..aaaaaaaanosuchpolicy"
+    with service_error(400, "RelatedResourceNotAuthorizedOrNotFound", "backupPolicyId"):
+        create_volume(bs, compartment, ad, backup_policy_id=unknown)
+    assert [v.id for v in bs.list_volumes(compartment_id=compartment).data] == [volume.id]
 
 
 def test_cli_creates_lists_assigns_and_removes(

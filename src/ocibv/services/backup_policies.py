@@ -209,7 +209,7 @@ class VolumeBackupPolicyService:
     # --- for assignments --------------------------------------------------------------------
 
     def policy_for_assignment(
-        self, conn: sa.Connection, caller: Caller, policy_id: str
+        self, conn: sa.Connection, caller: Caller, policy_id: str, field: str = "policyId"
     ) -> repo.Resource:
         """The policy an assignment names (Oracle-defined or the caller's); else 400."""
         oracle = oracle_policy(policy_id)
@@ -218,7 +218,7 @@ class VolumeBackupPolicyService:
         res = repo.get(conn, policy_id, Kind.VOLUME_BACKUP_POLICY) if is_ocid(policy_id) else None
         if res is None or res.tenancy_id != caller.tenancy_id:
             raise RelatedResourceNotAuthorizedOrNotFound(
-                f"policyId: volume backup policy {policy_id} not found or not authorized."
+                f"{field}: volume backup policy {policy_id} not found or not authorized."
             )
         return res
 

@@ -59,15 +59,21 @@ class VolumeBackupPolicyAssignmentService:
         self, caller: Caller, details: CreateVolumeBackupPolicyAssignmentDetails
     ) -> repo.Resource:
         with self.ctx.db.write() as conn:
-            return self.assign(conn, caller, details["asset_id"], details["policy_id"], "assetId")
+            return self.assign(conn, caller, details["asset_id"], details["policy_id"])
 
     def assign(
-        self, conn: sa.Connection, caller: Caller, asset_id: str, policy_id: str, field: str
+        self,
+        conn: sa.Connection,
+        caller: Caller,
+        asset_id: str,
+        policy_id: str,
+        policy_field: str = "policyId",
     ) -> repo.Resource:
         """Assign in the caller's transaction (CreateVolume's ``backupPolicyId`` uses it too,
-        for a volume row inserted in that transaction)."""
-        asset = self._asset(conn, caller, asset_id, field)
-        policy = self.policies.policy_for_assignment(conn, caller, policy_id)
+        for a volume row inserted in that transaction); errors name ``assetId`` or
+        ``policy_field``."""
+        asset = self._asset(conn, caller, asset_id, "assetId")
+        policy = self.policies.policy_for_assignment(conn, caller, policy_id, policy_field)
         existing = assignments_of(conn, asset.id)
         if existing:
             raise Conflict(

@@ -47,10 +47,15 @@ class PolicyAssigner(Protocol):
     """What CreateVolume's ``backupPolicyId`` needs (``VolumeBackupPolicyAssignmentService``)."""
 
     def assign(
-        self, conn: sa.Connection, caller: Caller, asset_id: str, policy_id: str, field: str
+        self,
+        conn: sa.Connection,
+        caller: Caller,
+        asset_id: str,
+        policy_id: str,
+        policy_field: str = "policyId",
     ) -> Resource:
-        """Assign ``policy_id`` to the asset in the caller's transaction (400/409 naming
-        ``field`` when it cannot be)."""
+        """Assign ``policy_id`` to the asset in the caller's transaction (a 400 for an
+        unknown policy names ``policy_field``)."""
         ...
 
 
@@ -58,6 +63,11 @@ class NoPolicies:
     """The assigner until the container binds the real one."""
 
     def assign(
-        self, conn: sa.Connection, caller: Caller, asset_id: str, policy_id: str, field: str
+        self,
+        conn: sa.Connection,
+        caller: Caller,
+        asset_id: str,
+        policy_id: str,
+        policy_field: str = "policyId",
     ) -> Resource:
         raise RuntimeError("no backup policy assigner is bound")
