@@ -10,7 +10,7 @@ from datetime import UTC, timedelta
 import oci
 import pytest
 
-from tests.e2e.helpers import M, create_volume, service_error
+from tests.e2e.helpers import M, create_group, create_volume, service_error
 from tests.e2e.server import Server
 
 GOLD_NAMES = {"gold", "silver", "bronze"}
@@ -147,6 +147,10 @@ def test_create_volume_with_backup_policy_id_assigns_it(
     with service_error(400, "RelatedResourceNotAuthorizedOrNotFound", "backupPolicyId"):
         create_volume(bs, compartment, ad, backup_policy_id=unknown)
     assert [v.id for v in bs.list_volumes(compartment_id=compartment).data] == [volume.id]
+    member = create_volume(bs, compartment, ad)
+    group = create_group(bs, compartment, ad, [member.id], backup_policy_id=gold.id)
+    (assignment,) = bs.get_volume_backup_policy_asset_assignment(group.id).data
+    assert assignment.policy_id == gold.id
 
 
 def test_cli_creates_lists_assigns_and_removes(

@@ -209,7 +209,6 @@ def test_with_slow_jobs(make_server: type[Server]) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("backup_policy_id", "ocid1.volumebackuppolicy.oc1..aaaaaaaagold"),
         ("cluster_placement_group_id", "ocid1.clusterplacementgroup.oc1.phx.aaaaaaaacpg"),
         ("xrc_kms_key_id", "ocid1.key.oc1.iad.aaaaaaaakey"),
         ("volume_group_replicas", [M.VolumeGroupReplicaDetails(availability_domain=AD2)]),

@@ -146,6 +146,7 @@ class CreateVolumeGroupDetails(Tagged):
     compartment_id: Ocid
     source_details: VolumeGroupSource
     display_name: DisplayName | None = None
+    backup_policy_id: Ocid | None = None
 
 
 class UpdateVolumeGroupDetails(Tagged):

@@ -70,6 +70,7 @@ class CreateVolumeGroupDetails(Tags, total=False):
     availability_domain: Required[str]
     source_details: Required[VolumeGroupSource]
     display_name: str | None
+    backup_policy_id: str | None
 
 
 class UpdateVolumeGroupDetails(Tags, total=False):

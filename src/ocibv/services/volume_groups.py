@@ -126,6 +126,9 @@ class VolumeGroupService:
                 f"sourceDetails.type: {kind!r} is not supported here "
                 "(volumeIds, volumeGroupId, volumeGroupBackupId)."
             )
+        policy_id = details.get("backup_policy_id")
+        if policy_id:  # assigned with the group, as OCI does
+            self.volumes.assigner.assign(conn, caller, group.id, policy_id, "backupPolicyId")
         job_rows.enqueue(conn, "create_volume_group", group.id)
         return group
 
