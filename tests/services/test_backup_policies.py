@@ -155,3 +155,22 @@ def test_missed_instants_collapse_into_one_catch_up(world: World) -> None:
     (backup,) = backups(world, Kind.VOLUME_BACKUP)
     assert abs(backup.created_us - world.services.clock.now_us()) < 60 * 1_000_000
     assert world.services.scheduler.tick().created == []
+
+
+def test_a_changed_schedule_starts_from_the_change(world: World) -> None:
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    policy_id = hourly_policy(world)
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": policy_id}
+    )
+    world.services.clock.advance(HOUR)  # 00:30: one hourly instant (00:00) is due
+    world.services.volume_backup_policies.update_volume_backup_policy(
+        world.caller,
+        policy_id,
+        {"schedules": [{"backup_type": "FULL", "period": "ONE_DAY", "retention_seconds": 86400}]},
+        None,
+    )
+    assert world.services.scheduler.tick().created == []  # the new daily's 00:00 is past
+    world.advance(24 * HOUR)
+    assert [b.display_name.split()[1] for b in backups(world, Kind.VOLUME_BACKUP)] == ["daily"]

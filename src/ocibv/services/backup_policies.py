@@ -181,6 +181,8 @@ class VolumeBackupPolicyService:
                 check_destination(details.get("destination_region"))
             if details.get("schedules") is not None:
                 attrs["schedules"] = clean_schedules(details.get("schedules"))
+                # a changed schedule starts now: its past instants are not "missed"
+                attrs["schedules_since_us"] = self.ctx.clock.now_us()
             repo.update(
                 conn, res, display_name=details.get("display_name") or res.display_name, attrs=attrs
             )

@@ -106,11 +106,12 @@ class BackupScheduler:
     ) -> dict[int, list[sched.Schedule]]:
         asset_id = assignment.parent_id or ""
         last = runs.last_instants(conn, asset_id)
+        start = max(assignment.created_us, int(policy.attrs.get("schedules_since_us") or 0))
         by_instant: dict[int, list[sched.Schedule]] = {}
         for schedule in policy.attrs.get("schedules") or []:
             zone = sched.zone_of(schedule, self.ctx.settings.region)
             instant = sched.latest_at_or_before(schedule, zone, at)
-            since = max(last.get(sched.schedule_key(schedule), 0), assignment.created_us)
+            since = max(last.get(sched.schedule_key(schedule), 0), start)
             if instant > since:
                 by_instant.setdefault(instant, []).append(schedule)
         return by_instant
