@@ -61,6 +61,11 @@ def test_sdk_creates_lists_updates_and_deletes_policies(
         604800, 2419200, 31560000, 157680000,
     ]
     assert bs.get_volume_backup_policy(gold.id).data.display_name == "gold"
+    first = bs.list_volume_backup_policies(limit=2)
+    assert len(first.data) == 2 and first.next_page
+    rest = bs.list_volume_backup_policies(limit=2, page=first.next_page)
+    assert len(rest.data) == 1 and not rest.next_page
+    assert {p.id for p in first.data + rest.data} == {p.id for p in oracle}
     updated = bs.update_volume_backup_policy(
         created.id, M.UpdateVolumeBackupPolicyDetails(display_name="renamed")
     ).data
