@@ -214,7 +214,8 @@ class BackupScheduler:
             upcoming = self.next_event_us(self.ctx.clock.now_us())
             if upcoming is None or upcoming > target:
                 break
-            self.ctx.clock.set_us(upcoming)
+            if upcoming > self.ctx.clock.now_us():  # never backward, even by a moment
+                self.ctx.clock.set_us(upcoming)
             report.add(self.step(upcoming, drain))
         if target > self.ctx.clock.now_us():
             self.ctx.clock.set_us(target)
