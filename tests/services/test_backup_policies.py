@@ -39,6 +39,21 @@ def test_a_contradictory_schedule_is_refused_naming_the_field(
     assert info.value.message.startswith(field)
 
 
+def test_a_schedule_lock_needs_a_retention_period(world: World) -> None:
+    with pytest.raises(InvalidParameter, match=r"schedules\[0\]\.isRetentionLockEnabled"):
+        world.services.volume_backup_policies.create_volume_backup_policy(
+            world.caller,
+            {
+                "compartment_id": world.compartment,
+                "schedules": [
+                    {"backup_type": "FULL", "period": "ONE_DAY", "retention_seconds": 86400,
+                     "is_retention_lock_enabled": True}
+                ],
+            },
+            None,
+        )
+
+
 def test_structured_and_numeric_instants() -> None:
     from datetime import UTC, datetime
 

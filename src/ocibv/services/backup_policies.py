@@ -13,12 +13,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from ocibv.domain import backup_schedules
+from ocibv.domain import backup_schedules, retention
 from ocibv.domain.backup_schedules import ORACLE_CREATED, ORACLE_POLICIES
 from ocibv.domain.errors import Conflict, InvalidParameter, RelatedResourceNotAuthorizedOrNotFound
 from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE
 from ocibv.domain.ocid import is_ocid, new_ocid
+from ocibv.domain.retention import Retention
 from ocibv.services.backup_rules import tags_of
 from ocibv.services.common import (
     PageTokens,
@@ -73,9 +74,13 @@ def is_oracle_defined(res: repo.Resource) -> bool:
 def clean_schedules(schedules: list[BackupSchedule] | None) -> list[dict[str, object]]:
     """Schedules as stored: the given fields, ``timeZone`` defaulted to UTC; validated."""
     cleaned: list[dict[str, object]] = []
-    for schedule in schedules or []:
+    for i, schedule in enumerate(schedules or []):
         item: dict[str, object] = {k: v for k, v in schedule.items() if v is not None}
         item.setdefault("time_zone", "UTC")
+        try:  # what the schedule's backups will carry must be valid on a backup
+            retention.validate(Retention.from_attrs(item))
+        except InvalidParameter as exc:
+            raise InvalidParameter(f"schedules[{i}].{exc.message}") from None
         cleaned.append(item)
     backup_schedules.validate(cleaned)
     return cleaned
