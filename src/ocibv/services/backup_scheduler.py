@@ -108,11 +108,11 @@ class BackupScheduler:
         last = runs.last_instants(conn, asset_id)
         start = max(assignment.created_us, int(policy.attrs.get("schedules_since_us") or 0))
         by_instant: dict[int, list[sched.Schedule]] = {}
-        for schedule in policy.attrs.get("schedules") or []:
+        unique = {sched.schedule_key(s): s for s in policy.attrs.get("schedules") or []}
+        for key, schedule in unique.items():  # two identical schedules are one
             zone = sched.zone_of(schedule, self.ctx.settings.region)
             instant = sched.latest_at_or_before(schedule, zone, at)
-            since = max(last.get(sched.schedule_key(schedule), 0), start)
-            if instant > since:
+            if instant > max(last.get(key, 0), start):
                 by_instant.setdefault(instant, []).append(schedule)
         return by_instant
 
