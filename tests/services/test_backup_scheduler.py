@@ -154,3 +154,16 @@ def restore(world: World, member_id: str) -> str:
     manifest = catalog.manifest(tenancy, member_id)
     engine.restore_volume(catalog.chunk_store(tenancy), manifest, target)
     return str(target)
+
+
+def test_one_advance_of_a_day_takes_every_hourly_backup(world: World) -> None:
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": hourly_policy(world)}
+    )
+    world.write(volume.id, 0, b"data" * 1024)
+    report = world.services.scheduler.advance(86400, world.services.drain_jobs)
+    assert (len(report.created), len(report.expired)) == (24, 21)
+    made = backups(world, Kind.VOLUME_BACKUP)
+    assert len(made) == 24 and len(live(made)) == 3
