@@ -42,6 +42,25 @@ class TickReport:
         self.busy.extend(other.busy)
 
 
+_ATTRS = resources.c.attrs
+# Built once (it runs on every scheduler pass): live scheduled backups, group members left out.
+_SCHEDULED = sa.select(
+    resources.c.id,
+    resources.c.kind,
+    resources.c.tenancy_id,
+    _ATTRS["expiration_us"].as_integer(),
+    _ATTRS["retention_expires_us"].as_integer(),
+).where(
+    resources.c.kind.in_([Kind.VOLUME_BACKUP, Kind.VOLUME_GROUP_BACKUP]),
+    resources.c.lifecycle_state.in_(EXPIRABLE_STATES),
+    _ATTRS["expiration_us"].as_integer().is_not(None),
+    sa.or_(
+        resources.c.kind == Kind.VOLUME_GROUP_BACKUP,
+        _ATTRS["volume_group_backup_id"].as_string().is_(None),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Expiring:
     id: str
@@ -65,25 +84,8 @@ class BackupExpiry:
     def scheduled_backups(self) -> list[Expiring]:
         """Live scheduled backups that expire on their own (group members go with their
         group, so they are not listed); one narrow query, as it runs on every pass."""
-        attrs = resources.c.attrs
         with self.ctx.db.read() as conn:
-            rows = conn.execute(
-                sa.select(
-                    resources.c.id,
-                    resources.c.kind,
-                    resources.c.tenancy_id,
-                    attrs["expiration_us"].as_integer(),
-                    attrs["retention_expires_us"].as_integer(),
-                ).where(
-                    resources.c.kind.in_([Kind.VOLUME_BACKUP, Kind.VOLUME_GROUP_BACKUP]),
-                    resources.c.lifecycle_state.in_(EXPIRABLE_STATES),
-                    attrs["expiration_us"].as_integer().is_not(None),
-                    sa.or_(
-                        resources.c.kind == Kind.VOLUME_GROUP_BACKUP,
-                        attrs["volume_group_backup_id"].as_string().is_(None),
-                    ),
-                )
-            ).all()
+            rows = conn.execute(_SCHEDULED).all()
         return [Expiring(*row) for row in rows]
 
     def upcoming(self) -> list[int]:

@@ -35,12 +35,14 @@ def assignments_of(conn: sa.Connection, asset_id: str) -> list[repo.Resource]:
     return repo.children(conn, Kind.VOLUME_BACKUP_POLICY_ASSIGNMENT, asset_id)
 
 
+_EVERY = sa.select(resources.c.id).where(
+    resources.c.kind == Kind.VOLUME_BACKUP_POLICY_ASSIGNMENT
+)
+
+
 def every_assignment(conn: sa.Connection) -> list[repo.Resource]:
     """Every assignment of every tenancy (the scheduler's work list)."""
-    ids = conn.execute(
-        sa.select(resources.c.id).where(resources.c.kind == Kind.VOLUME_BACKUP_POLICY_ASSIGNMENT)
-    ).scalars()
-    return list(repo.get_many(conn, list(ids)).values())
+    return list(repo.get_many(conn, list(conn.execute(_EVERY).scalars())).values())
 
 
 def drop_assignments_of(conn: sa.Connection, asset_id: str) -> None:

@@ -14,13 +14,16 @@ SUPERSEDED = "superseded"  # another schedule of the policy won the instant
 SKIPPED = "skipped"  # the asset was not AVAILABLE (FAULTY, being deleted)
 
 
+_LAST = (
+    sa.select(scheduled_runs.c.schedule_key, sa.func.max(scheduled_runs.c.instant_us))
+    .where(scheduled_runs.c.asset_id == sa.bindparam("asset_id"))
+    .group_by(scheduled_runs.c.schedule_key)
+)
+
+
 def last_instants(conn: sa.Connection, asset_id: str) -> dict[str, int]:
     """schedule key -> the latest instant handled for ``asset_id``."""
-    rows = conn.execute(
-        sa.select(scheduled_runs.c.schedule_key, sa.func.max(scheduled_runs.c.instant_us))
-        .where(scheduled_runs.c.asset_id == asset_id)
-        .group_by(scheduled_runs.c.schedule_key)
-    )
+    rows = conn.execute(_LAST, {"asset_id": asset_id})
     return {key: int(instant) for key, instant in rows}
 
 
