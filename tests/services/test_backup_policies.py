@@ -127,6 +127,10 @@ def test_assignments_follow_their_assets(world: World) -> None:
         assignments.create_volume_backup_policy_assignment(
             world.caller, {"asset_id": other.id, "policy_id": policy_id}
         )
+    with pytest.raises(Conflict, match="its own backup policy"):
+        world.services.volume_groups.update_volume_group(
+            world.caller, group.id, {"volume_ids": [other.id, volume.id]}, None
+        )
     world.services.volumes.delete_volume(world.caller, volume.id, None)
     assert assignments.get_volume_backup_policy_asset_assignment(world.caller, volume.id) == []
     with world.services.db.read() as conn:

@@ -52,6 +52,20 @@ def drop_assignments_of(conn: sa.Connection, asset_id: str) -> None:
     scheduled_runs.forget_assets(conn, [asset_id])
 
 
+def refuse_member_policies(
+    conn: sa.Connection, group: repo.Resource, volume_ids: list[str]
+) -> None:
+    """409 when a group with a backup policy would get a member volume that has its own."""
+    if not assignments_of(conn, group.id):
+        return
+    for volume_id in volume_ids:
+        if assignments_of(conn, volume_id):
+            raise Conflict(
+                f"Volume {volume_id} has its own backup policy and volume group {group.id} has "
+                "one; delete the volume's assignment before adding it to the group."
+            )
+
+
 class VolumeBackupPolicyAssignmentService:
     def __init__(self, ctx: ServiceContext, policies: VolumeBackupPolicyService) -> None:
         self.ctx = ctx

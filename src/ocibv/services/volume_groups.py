@@ -24,7 +24,10 @@ from ocibv.domain.lifecycle import (
 from ocibv.domain.ocid import new_ocid
 from ocibv.jobs.context import JobContext
 from ocibv.jobs.registry import JobRegistry
-from ocibv.services.backup_policy_assignments import drop_assignments_of
+from ocibv.services.backup_policy_assignments import (
+    drop_assignments_of,
+    refuse_member_policies,
+)
 from ocibv.services.backup_rules import tags_of
 from ocibv.services.common import (
     PageTokens,
@@ -249,6 +252,7 @@ class VolumeGroupService:
                         "volumes when it is AVAILABLE."
                     )
                 members = self._check_members(conn, caller, group, volume_ids)
+                refuse_member_policies(conn, group, [m.id for m in members])
                 self._set_members(conn, group, members)
             elif group.lifecycle_state in (TERMINATING, TERMINATED):
                 raise Conflict(f"Volume group {group_id} is {group.lifecycle_state}.")
