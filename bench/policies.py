@@ -20,6 +20,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ocibv-policies-", dir=args.workdir))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean the work dir up on kill
     try:
         result = run(work, args.days, args.data_gib, args.change)
     finally:
@@ -113,10 +115,16 @@ def run(work: Path, days: int, data_gib: float, fraction: float) -> dict[str, ob
         for n, volume in enumerate(volumes):
             change(services.settings.volume_path(volume.id), image_size, fraction, day * 2 + n)
         t = time.perf_counter()
-        services.scheduler.advance(86400, services.drain_jobs)
+        services.advance_clock(86400)
         slowest = max(slowest, time.perf_counter() - t)
         if day % 30 == 29:
-            print(f"day {day + 1}: {time.perf_counter() - began:.1f} s", file=sys.stderr)
+            store_gib = du(work / "data" / "store") / GIB
+            print(
+                f"day {day + 1}: {time.perf_counter() - began:.1f} s, "
+                f"cpu {time.process_time() - cpu_began:.1f} s, store {store_gib:.2f} GiB",
+                file=sys.stderr,
+                flush=True,
+            )
     wall = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
     store_before_gc = du(work / "data" / "store")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from ocibv.domain.kinds import Kind
 from ocibv.store import resources as repo
 from ocibv.store import scheduled_runs
@@ -167,3 +169,38 @@ def test_one_advance_of_a_day_takes_every_hourly_backup(world: World) -> None:
     assert (len(report.created), len(report.expired)) == (24, 21)
     made = backups(world, Kind.VOLUME_BACKUP)
     assert len(made) == 24 and len(live(made)) == 3
+
+
+def test_advancing_collects_the_chunks_of_expired_backups(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocibv.services import container
+
+    monkeypatch.setattr(container, "ADVANCE_GC_GRACE_SECONDS", 0.0)
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    daily = world.services.volume_backup_policies.create_volume_backup_policy(
+        world.caller,
+        {
+            "compartment_id": world.compartment,
+            "schedules": [
+                {"backup_type": "INCREMENTAL", "period": "ONE_DAY", "retention_seconds": 86400}
+            ],
+        },
+        None,
+    )
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": daily.id}
+    )
+    for day in range(9):  # a new chunk every day; each daily backup kept one day
+        world.write(volume.id, 0, bytes([day + 1]) * 4096)  # the old chunk goes unused
+        world.services.advance_clock(86400)
+    store = world.services.catalog.chunk_store(world.caller.tenancy_id)
+    stored = set(store.backend.list("chunks/"))
+    kept = live(backups(world, Kind.VOLUME_BACKUP))
+    assert len(kept) == 1  # (the 8 expired ones are purged tombstones by now)
+    catalog = world.services.catalog
+    referenced = {
+        c.digest for b in kept for c in catalog.manifest(world.caller.tenancy_id, b.id).chunks
+    }
+    assert {key.rsplit("/", 1)[-1] for key in stored} == referenced

@@ -57,7 +57,7 @@ def clock_advance(data_dir: Path, duration: str) -> None:
     services = open_services(data_dir)
     services.life.start()  # jobs this process runs belong to a live process
     try:
-        report = services.scheduler.advance(seconds, services.drain_jobs)
+        report = services.advance_clock(seconds)
     finally:
         services.life.stop()
     _show(services.clock.now(), services.clock.offset_us())

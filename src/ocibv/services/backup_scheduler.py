@@ -42,6 +42,7 @@ from ocibv.store import scheduled_runs as runs
 log = logging.getLogger("ocibv.scheduler")
 
 GRACE_SECONDS = 60
+WEEK_US = 7 * 86400 * 1_000_000
 PERIOD_WORDS = {
     "ONE_HOUR": "hourly",
     "ONE_DAY": "daily",
@@ -202,24 +203,41 @@ class BackupScheduler:
 
     # --- advancing the clock ----------------------------------------------------------------
 
-    def advance(self, seconds: float, drain: Callable[[], None]) -> TickReport:
+    def advance(
+        self,
+        seconds: float,
+        drain: Callable[[], None],
+        collect: Callable[[], object] | None = None,
+    ) -> TickReport:
         """Move the service clock forward by ``seconds``, stopping at every instant a schedule
         fires or a backup expires, in order: at each, take the backups and expiries due and
-        ``drain`` (wait until their jobs are done) before moving on."""
+        ``drain`` (wait until their jobs are done) before moving on. ``collect`` (garbage
+        collection of the store) runs after every simulated week that expired backups, and at
+        the end: a simulated year would otherwise keep a year of deleted chunks on disk until
+        the hourly collection of real time."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         target = self.ctx.clock.now_us() + int(seconds * 1_000_000)
         report = TickReport()
+        collected_at, uncollected = self.ctx.clock.now_us(), 0
         while True:
             upcoming = self.next_event_us(self.ctx.clock.now_us())
             if upcoming is None or upcoming > target:
                 break
             if upcoming > self.ctx.clock.now_us():  # never backward, even by a moment
                 self.ctx.clock.set_us(upcoming)
-            report.add(self.step(upcoming, drain))
+            done = self.step(upcoming, drain)
+            report.add(done)
+            uncollected += len(done.expired)
+            if collect and uncollected and upcoming - collected_at >= WEEK_US:
+                collect()
+                collected_at, uncollected = upcoming, 0
         if target > self.ctx.clock.now_us():
             self.ctx.clock.set_us(target)
-        report.add(self.step(target, drain))
+        done = self.step(target, drain)
+        report.add(done)
+        if collect and (uncollected or done.expired):
+            collect()
         return report
 
     def step(self, at: int, drain: Callable[[], None]) -> TickReport:

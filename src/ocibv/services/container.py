@@ -20,7 +20,7 @@ from ocibv.jobs.context import StepHook
 from ocibv.jobs.registry import JobRegistry, JobSource
 from ocibv.jobs.runner import JobRunner, ProcessLife
 from ocibv.services.backup_catalog import BackupCatalog
-from ocibv.services.backup_expiry import BackupExpiry
+from ocibv.services.backup_expiry import BackupExpiry, TickReport
 from ocibv.services.backup_policies import VolumeBackupPolicyService
 from ocibv.services.backup_policy_assignments import VolumeBackupPolicyAssignmentService
 from ocibv.services.backup_runs import BackupRuns
@@ -44,6 +44,7 @@ from ocibv.store.database import Database, now_us
 log = logging.getLogger("ocibv")
 
 SETTLED = (AVAILABLE, FAULTY, TERMINATED)
+ADVANCE_GC_GRACE_SECONDS = 60.0
 
 
 def _secret(path: Path) -> bytes:
@@ -190,6 +191,17 @@ class Services:
                 self.scheduler.tick()
             except Exception:
                 log.exception("backup scheduler pass failed")
+
+    def advance_clock(self, seconds: float) -> TickReport:
+        """``ocibv clock advance``: every scheduled backup and expiry on the way, finished,
+        and the store's garbage collected as the simulated weeks pass (a grace of
+        ``ADVANCE_GC_GRACE_SECONDS`` of real time: far longer than a backup takes between
+        sealing its chunks and saving its manifest)."""
+        return self.scheduler.advance(
+            seconds,
+            self.drain_jobs,
+            lambda: self.store_housekeeping.collect_garbage(ADVANCE_GC_GRACE_SECONDS),
+        )
 
     def drain_jobs(self, timeout: float = 3600.0) -> None:
         """Run queued jobs in this thread until none is queued or running anywhere (jobs other
