@@ -43,6 +43,10 @@ class Settings:
     gc_grace_seconds: float = field(
         default_factory=lambda: _env_float("OCIBV_GC_GRACE_SECONDS", 3600.0)
     )
+    # How often ``serve`` looks for due scheduled backups and expired ones.
+    scheduler_interval_seconds: float = field(
+        default_factory=lambda: _env_float("OCIBV_SCHEDULER_INTERVAL_SECONDS", 1.0)
+    )
     workers: int = 2
     # ``--store-url``; else OCIBV_STORE_URL; else the data dir's ``store/`` directory.
     store_url_option: str | None = None

@@ -152,7 +152,6 @@ def test_members_must_be_available_and_in_the_ad(
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("backup_policy_id", "ocid1.volumebackuppolicy.oc1..aaaaaaaagold"),
         ("cluster_placement_group_id", "ocid1.clusterplacementgroup.oc1.phx.aaaaaaaacpg"),
         ("xrc_kms_key_id", "ocid1.key.oc1.iad.aaaaaaaakey"),
         ("volume_group_replicas", [M.VolumeGroupReplicaDetails(availability_domain=AD2)]),

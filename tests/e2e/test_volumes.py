@@ -211,7 +211,6 @@ def test_unknown_compartment(bs: oci.core.BlockstorageClient) -> None:
     ("field", "value"),
     [
         ("kms_key_id", "ocid1.key.oc1.phx.aaaaaaaakey"),
-        ("backup_policy_id", "ocid1.volumebackuppolicy.oc1..aaaaaaaagold"),
         ("cluster_placement_group_id", "ocid1.clusterplacementgroup.oc1.phx.aaaaaaaacpg"),
         ("xrc_kms_key_id", "ocid1.key.oc1.iad.aaaaaaaakey"),
         ("block_volume_replicas", [M.BlockVolumeReplicaDetails(availability_domain=AD2)]),

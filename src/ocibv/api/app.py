@@ -12,6 +12,7 @@ from ocibv.api import (
     attachments,
     identity,
     not_built,
+    volume_backup_policies,
     volume_backups,
     volume_group_backups,
     volume_groups,
@@ -45,6 +46,9 @@ def create_app(services: Services) -> Starlette:
         *volume_groups.routes(api, services.volume_groups),
         *volume_backups.routes(api, services.volume_backups),
         *volume_group_backups.routes(api, services.volume_group_backups),
+        *volume_backup_policies.routes(
+            api, services.volume_backup_policies, services.volume_backup_policy_assignments
+        ),
         *not_built.routes(api),
     ]
     # No trailing-slash redirects (Starlette's default): OCI answers an unknown path with a

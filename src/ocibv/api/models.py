@@ -146,6 +146,7 @@ class CreateVolumeDetails(Tagged):
     is_reservations_enabled: bool | None = None
     source_details: VolumeSource | None = None
     volume_backup_id: Ocid | None = None
+    backup_policy_id: Ocid | None = None
 
     @model_validator(mode="after")
     def _check(self) -> CreateVolumeDetails:
@@ -184,6 +185,7 @@ class CreateVolumeGroupDetails(Tagged):
     compartment_id: Ocid
     source_details: VolumeGroupSource
     display_name: DisplayName | None = None
+    backup_policy_id: Ocid | None = None
 
 
 class UpdateVolumeGroupDetails(Tagged):

@@ -18,7 +18,6 @@ from ocibv.domain.errors import MethodNotImplemented
 _REPLICAS = "block volume, boot volume and volume group replicas"
 _BOOT_VOLUMES = "boot volumes"
 _BOOT_BACKUPS = "boot volume backups"
-_POLICIES = "backup policies"
 _KMS = "customer-managed KMS keys"
 _COPIES = "cross-region backup copies"
 
@@ -56,35 +55,6 @@ NOT_BUILT: list[tuple[str, str, str, str]] = [
         _BOOT_BACKUPS,
     ),
     ("CopyBootVolumeBackup", "POST", "/bootVolumeBackups/{id}/actions/copy", _COPIES),
-    ("ListVolumeBackupPolicies", "GET", "/volumeBackupPolicies", _POLICIES),
-    ("CreateVolumeBackupPolicy", "POST", "/volumeBackupPolicies", _POLICIES),
-    ("GetVolumeBackupPolicy", "GET", "/volumeBackupPolicies/{id}", _POLICIES),
-    ("UpdateVolumeBackupPolicy", "PUT", "/volumeBackupPolicies/{id}", _POLICIES),
-    ("DeleteVolumeBackupPolicy", "DELETE", "/volumeBackupPolicies/{id}", _POLICIES),
-    (
-        "GetVolumeBackupPolicyAssetAssignment",
-        "GET",
-        "/volumeBackupPolicyAssignments",
-        _POLICIES,
-    ),
-    (
-        "CreateVolumeBackupPolicyAssignment",
-        "POST",
-        "/volumeBackupPolicyAssignments",
-        _POLICIES,
-    ),
-    (
-        "GetVolumeBackupPolicyAssignment",
-        "GET",
-        "/volumeBackupPolicyAssignments/{id}",
-        _POLICIES,
-    ),
-    (
-        "DeleteVolumeBackupPolicyAssignment",
-        "DELETE",
-        "/volumeBackupPolicyAssignments/{id}",
-        _POLICIES,
-    ),
     ("GetVolumeKmsKey", "GET", "/volumes/{id}/kmsKey", _KMS),
     ("UpdateVolumeKmsKey", "PUT", "/volumes/{id}/kmsKey", _KMS),
     ("DeleteVolumeKmsKey", "DELETE", "/volumes/{id}/kmsKey", _KMS),

@@ -27,7 +27,7 @@ def routes(api: ApiContext, groups: VolumeGroupService) -> list[Route]:
     def create_volume_group(call: Call) -> Response:
         details, raw = call.model(CreateVolumeGroupDetails)
         refuse_unbuilt(
-            raw, "backupPolicyId", "volumeGroupReplicas", "clusterPlacementGroupId", "xrcKmsKeyId"
+            raw, "volumeGroupReplicas", "clusterPlacementGroupId", "xrcKmsKeyId"
         )
         fields = details.fields()
         fields["source_details"] = details.source_details.model_dump(exclude_none=True)

@@ -30,7 +30,6 @@ def routes(api: ApiContext, volumes: VolumeService) -> list[Route]:
             raw,
             "kmsKeyId",
             "xrcKmsKeyId",
-            "backupPolicyId",
             "clusterPlacementGroupId",
             "blockVolumeReplicas",
         )

@@ -47,20 +47,35 @@ def clock_show(data_dir: Path) -> None:
 @data_dir_option
 @click.argument("duration")
 def clock_advance(data_dir: Path, duration: str) -> None:
-    """Move now forward by DURATION (90m, 36h, 1d, 2w, 1y)."""
+    """Move now forward by DURATION (90m, 36h, 1d, 2w, 1y), stopping at every instant a
+    backup policy's schedule fires or a scheduled backup expires; returns when every backup
+    and expiry that triggered has finished (a running server's workers may take some)."""
     try:
         seconds = parse_duration(duration)
     except ValueError as exc:
         fail(str(exc))
     services = open_services(data_dir)
-    _show(services.clock.advance(seconds), services.clock.offset_us())
+    services.life.start()  # jobs this process runs belong to a live process
+    try:
+        report = services.advance_clock(seconds)
+    finally:
+        services.life.stop()
+    _show(services.clock.now(), services.clock.offset_us())
+    click.echo(
+        f"{len(report.created)} scheduled backup(s) taken, {len(report.expired)} expired"
+        + (f", {len(report.kept)} kept by retention" if report.kept else "")
+    )
+    for backup_id, why in sorted(report.kept.items()):
+        click.echo(f"kept {backup_id}: {why}")
 
 
 @clock.command("set")
 @data_dir_option
 @click.argument("time")
 def clock_set(data_dir: Path, time: str) -> None:
-    """Make now TIME (RFC 3339, e.g. 2027-01-01T00:00:00Z); it may not go backward."""
+    """Make now TIME (RFC 3339, e.g. 2027-01-01T00:00:00Z); it may not go backward. A jump:
+    the scheduled instants it skips collapse into one catch-up backup per schedule, taken by
+    the server's scheduler (use ``advance`` to take every one of them)."""
     try:
         moment = datetime.fromisoformat(time.replace("Z", "+00:00"))
         if moment.tzinfo is None:

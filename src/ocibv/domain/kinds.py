@@ -13,6 +13,8 @@ class Kind(StrEnum):
     VOLUME_BACKUP = "volumebackup"
     VOLUME_GROUP_BACKUP = "volumegroupbackup"
     COMPARTMENT = "compartment"
+    VOLUME_BACKUP_POLICY = "volumebackuppolicy"
+    VOLUME_BACKUP_POLICY_ASSIGNMENT = "volumebackuppolicyassignment"
 
     @property
     def label(self) -> str:
@@ -26,6 +28,8 @@ _LABELS = {
     Kind.VOLUME_BACKUP: "Volume backup",
     Kind.VOLUME_GROUP_BACKUP: "Volume group backup",
     Kind.COMPARTMENT: "Compartment",
+    Kind.VOLUME_BACKUP_POLICY: "Volume backup policy",
+    Kind.VOLUME_BACKUP_POLICY_ASSIGNMENT: "Volume backup policy assignment",
 }
 
 

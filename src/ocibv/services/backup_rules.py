@@ -18,6 +18,8 @@ from ocibv.store import resources as repo
 
 IN_PROGRESS = (REQUEST_RECEIVED, CREATING, COMMITTED)
 TAGS = ("freeform_tags", "defined_tags")
+# What a scheduled group backup passes on to its member backups.
+SCHEDULE_ATTRS = ("source_type", "expiration_us")
 
 
 def retention_attrs(details: RetentionDetails) -> dict[str, object]:

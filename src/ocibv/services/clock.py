@@ -35,7 +35,11 @@ class ServiceClock:
 
     def set(self, moment: datetime) -> datetime:
         """Make *now* ``moment`` (it may not be earlier than the current *now*)."""
-        target = int(moment.timestamp() * 1e6)
+        return self.set_us(int(moment.timestamp()) * 1_000_000 + moment.microsecond)
+
+    def set_us(self, target: int) -> datetime:
+        """Make *now* ``target`` (microseconds since the epoch; never backward)."""
+        moment = datetime.fromtimestamp(target / 1e6, tz=UTC)
         with self.db.write() as conn:
             current = now_us() + clock_rows.offset_us(conn)
             if target < current:

@@ -20,7 +20,11 @@ from ocibv.jobs.registry import JobRegistry, JobSource
 from ocibv.jobs.runner import JobRunner, ProcessLife
 from ocibv.services.attachments import AttachmentService
 from ocibv.services.backup_catalog import BackupCatalog
+from ocibv.services.backup_expiry import BackupExpiry, TickReport
+from ocibv.services.backup_policies import VolumeBackupPolicyService
+from ocibv.services.backup_policy_assignments import VolumeBackupPolicyAssignmentService
 from ocibv.services.backup_runs import BackupRuns
+from ocibv.services.backup_scheduler import BackupScheduler
 from ocibv.services.clock import ServiceClock
 from ocibv.services.common import PageTokens
 from ocibv.services.context import ServiceContext
@@ -41,6 +45,7 @@ log = logging.getLogger("ocibv")
 
 SETTLED = (AVAILABLE, FAULTY, TERMINATED)
 HOUSEKEEPING_LEASE = 300.0  # seconds; renewed every round, taken over when its holder stops
+ADVANCE_GC_GRACE_SECONDS = 60.0
 
 
 class Services:
@@ -64,6 +69,17 @@ class Services:
         self.volumes = VolumeService(self.ctx, tokens, self.volume_backups)
         self.volume_groups = VolumeGroupService(
             self.ctx, tokens, self.volumes, self.volume_group_backups
+        )
+        self.volume_backup_policies = VolumeBackupPolicyService(self.ctx, tokens)
+        self.volume_backup_policy_assignments = VolumeBackupPolicyAssignmentService(
+            self.ctx, self.volume_backup_policies
+        )
+        self.volumes.assigner = self.volume_backup_policy_assignments
+        self.scheduler = BackupScheduler(
+            self.ctx,
+            self.volume_backups,
+            self.volume_group_backups,
+            BackupExpiry(self.ctx, self.volume_backups, self.volume_group_backups),
         )
         self.volume_data = VolumeDataAccess(self.ctx, self.release_dead_processes)
         self.store_housekeeping = StoreHousekeeping(self.ctx, self.catalog, self.backup_runs)
@@ -112,6 +128,9 @@ class Services:
             self.runner.start()
             threading.Thread(
                 target=self._housekeeping, name="ocibv-housekeeping", daemon=True
+            ).start()
+            threading.Thread(
+                target=self._scheduling, name="ocibv-scheduler", daemon=True
             ).start()
 
     def stop(self) -> None:
@@ -170,6 +189,40 @@ class Services:
             )
         if purged:
             log.info("purged %d terminated resource(s)", len(purged))
+
+    def _scheduling(self) -> None:
+        """Take scheduled backups and expire old ones as the service clock passes their
+        instants (whoever moves the clock: real time, or ``ocibv clock`` in another process)."""
+        while not self._housekeeping_stop.wait(self.settings.scheduler_interval_seconds):
+            try:
+                self.scheduler.tick()
+            except Exception:
+                log.exception("backup scheduler pass failed")
+
+    def advance_clock(self, seconds: float) -> TickReport:
+        """``ocibv clock advance``: every scheduled backup and expiry on the way, finished,
+        and the store's garbage collected as the simulated weeks pass (a grace of
+        ``ADVANCE_GC_GRACE_SECONDS`` of real time: far longer than a backup takes between
+        sealing its chunks and saving its manifest)."""
+        return self.scheduler.advance(
+            seconds,
+            self.drain_jobs,
+            lambda: self.store_housekeeping.collect_garbage(ADVANCE_GC_GRACE_SECONDS),
+        )
+
+    def drain_jobs(self, timeout: float = 3600.0) -> None:
+        """Run queued jobs in this thread until none is queued or running anywhere (jobs other
+        processes run are waited for)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.runner.run_one():
+                continue
+            with self.db.read() as conn:
+                if not job_rows.unfinished(conn):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs are still running after {timeout:.0f} s")
+            time.sleep(0.02)
 
     def _housekeeping(self) -> None:
         """Periodic work, done by one process at a time: the holder of the lease."""

@@ -50,6 +50,7 @@ class CreateVolumeDetails(VolumeSettings, total=False):
     size_in_mbs: int | None
     source_details: VolumeSource | None
     volume_backup_id: str | None
+    backup_policy_id: str | None
 
 
 class UpdateVolumeDetails(VolumeSettings, total=False):
@@ -69,6 +70,7 @@ class CreateVolumeGroupDetails(Tags, total=False):
     availability_domain: Required[str]
     source_details: Required[VolumeGroupSource]
     display_name: str | None
+    backup_policy_id: str | None
 
 
 class UpdateVolumeGroupDetails(Tags, total=False):
@@ -104,3 +106,40 @@ class CreateCompartmentDetails(Tags, total=False):
 class UpdateCompartmentDetails(Tags, total=False):
     name: str | None
     description: str | None
+
+
+class BackupSchedule(TypedDict, total=False):
+    """One ``VolumeBackupSchedule`` (``domain.backup_schedules`` reads it)."""
+
+    backup_type: Required[str]
+    period: Required[str]
+    retention_seconds: Required[int]
+    offset_type: str | None
+    offset_seconds: int | None
+    hour_of_day: int | None
+    day_of_week: str | None
+    day_of_month: int | None
+    month: str | None
+    time_zone: str | None
+    retention_period: RetentionPeriod | None
+    is_prevent_deletion_enabled: bool | None
+    is_retention_lock_enabled: bool | None
+
+
+class CreateVolumeBackupPolicyDetails(Tags, total=False):
+    compartment_id: Required[str]
+    display_name: str | None
+    destination_region: str | None
+    schedules: list[BackupSchedule] | None
+
+
+class UpdateVolumeBackupPolicyDetails(Tags, total=False):
+    display_name: str | None
+    destination_region: str | None
+    schedules: list[BackupSchedule] | None
+
+
+class CreateVolumeBackupPolicyAssignmentDetails(TypedDict, total=False):
+    asset_id: Required[str]
+    policy_id: Required[str]
+    xrc_kms_key_id: str | None

@@ -59,3 +59,33 @@ class DataPlane(Protocol):
     def live(self, volume_id: str) -> LiveVolume | None:
         """Its live image, when it is attached here (backups read it through a snapshot)."""
         ...
+
+
+class PolicyAssigner(Protocol):
+    """What CreateVolume's ``backupPolicyId`` needs (``VolumeBackupPolicyAssignmentService``)."""
+
+    def assign(
+        self,
+        conn: sa.Connection,
+        caller: Caller,
+        asset_id: str,
+        policy_id: str,
+        policy_field: str = "policyId",
+    ) -> Resource:
+        """Assign ``policy_id`` to the asset in the caller's transaction (a 400 for an
+        unknown policy names ``policy_field``)."""
+        ...
+
+
+class NoPolicies:
+    """The assigner until the container binds the real one."""
+
+    def assign(
+        self,
+        conn: sa.Connection,
+        caller: Caller,
+        asset_id: str,
+        policy_id: str,
+        policy_field: str = "policyId",
+    ) -> Resource:
+        raise RuntimeError("no backup policy assigner is bound")

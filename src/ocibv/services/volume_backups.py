@@ -81,11 +81,43 @@ class VolumeBackupService:
             retention_values=retention_attrs(details),
             tags=tags_of(details),
         )
+        return self._insert(conn, volume, backup)
+
+    def _insert(
+        self, conn: sa.Connection, volume: repo.Resource, backup: repo.Resource
+    ) -> repo.Resource:
         self.runs.hold_volume(conn, volume, backup.id)
         repo.insert(conn, backup)
         pinned = self.runs.pin_for(conn, [volume.id])
         job_rows.enqueue(conn, "create_volume_backup", backup.id, pinned_to=pinned)
         return backup
+
+    def create_scheduled_volume_backup(
+        self,
+        conn: sa.Connection,
+        volume: repo.Resource,
+        *,
+        requested: BackupType,
+        display_name: str,
+        created_us: int,
+        retention_values: dict[str, object],
+        scheduled: repo.Attrs,
+    ) -> repo.Resource:
+        """A backup a policy's schedule takes (``sourceType`` SCHEDULED; ``scheduled`` holds
+        its expiration), by the same rules and job as a manual one; in the caller's
+        transaction. 409 IncorrectState when the volume cannot be backed up now."""
+        backup = new_volume_backup(
+            self.ctx,
+            volume,
+            display_name=display_name,
+            requested_type=requested,
+            base_backup_id=self.runs.base_for(conn, volume, requested, created_us),
+            created_us=created_us,
+            state=REQUEST_RECEIVED,
+            retention_values=retention_values,
+        )
+        backup.attrs.update(scheduled)
+        return self._insert(conn, volume, backup)
 
     def get_volume_backup(self, caller: Caller, backup_id: str) -> repo.Resource:
         return get_one(self.ctx, caller, Kind.VOLUME_BACKUP, backup_id)

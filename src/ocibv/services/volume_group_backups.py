@@ -31,6 +31,7 @@ from ocibv.engine.manifest import BackupType
 from ocibv.jobs.context import JobContext
 from ocibv.jobs.registry import JobRegistry
 from ocibv.services.backup_rules import (
+    SCHEDULE_ATTRS,
     TAGS,
     check_deletable,
     new_volume_backup,
@@ -99,13 +100,61 @@ class VolumeGroupBackupService:
             )
         compartment_id = details.get("compartment_id") or group.compartment_id
         require_compartment(conn, caller, compartment_id)
-        retention_values = retention_attrs(details)
-        created_us = self.ctx.clock.now_us()
+        return self._insert(
+            conn,
+            group,
+            compartment_id=compartment_id,
+            display_name=details.get("display_name") or f"{group.display_name} backup",
+            requested=BackupType(details.get("type") or BackupType.INCREMENTAL),
+            created_us=self.ctx.clock.now_us(),
+            retention_values=retention_attrs(details),
+            extra={"source_type": "MANUAL", **tags_of(details)},
+        )
+
+    def create_scheduled_volume_group_backup(
+        self,
+        conn: sa.Connection,
+        group: repo.Resource,
+        *,
+        requested: BackupType,
+        display_name: str,
+        created_us: int,
+        retention_values: dict[str, object],
+        scheduled: repo.Attrs,
+    ) -> repo.Resource:
+        """A group backup a policy's schedule takes (``sourceType`` SCHEDULED), by the same
+        rules and job as a manual one; in the caller's transaction."""
+        if group.lifecycle_state != AVAILABLE:
+            raise IncorrectState(
+                f"Volume group {group.id} is {group.lifecycle_state}; back it up when AVAILABLE."
+            )
+        return self._insert(
+            conn,
+            group,
+            compartment_id=group.compartment_id,
+            display_name=display_name,
+            requested=requested,
+            created_us=created_us,
+            retention_values=retention_values,
+            extra=scheduled,
+        )
+
+    def _insert(
+        self,
+        conn: sa.Connection,
+        group: repo.Resource,
+        *,
+        compartment_id: str,
+        display_name: str,
+        requested: BackupType,
+        created_us: int,
+        retention_values: dict[str, object],
+        extra: repo.Attrs,
+    ) -> repo.Resource:
         backup_id = new_ocid(Kind.VOLUME_GROUP_BACKUP, self.ctx.settings.region_key)
         volumes = repo.get_many(conn, group.volume_ids)
         for volume_id in group.volume_ids:
             self.runs.hold_volume(conn, volumes[volume_id], backup_id)
-        requested = BackupType(details.get("type") or BackupType.INCREMENTAL)
         attrs: repo.Attrs = {
             "requested_type": requested.value,
             "type": requested.value,
@@ -117,15 +166,15 @@ class VolumeGroupBackupService:
             "time_request_received_us": created_us,
             "freeform_tags": {},
             "defined_tags": {},
-            **tags_of(details),
             **retention_values,
+            **extra,
         }
         backup = repo.Resource(
             id=backup_id,
             kind=Kind.VOLUME_GROUP_BACKUP,
-            tenancy_id=caller.tenancy_id,
+            tenancy_id=group.tenancy_id,
             compartment_id=compartment_id,
-            display_name=details.get("display_name") or f"{group.display_name} backup",
+            display_name=display_name,
             lifecycle_state=REQUEST_RECEIVED,
             created_us=created_us,
             parent_id=group.id,
@@ -300,6 +349,7 @@ class VolumeGroupBackupService:
                     retention_values={k: res.attrs.get(k) for k in RETENTION_FIELDS},
                     group_backup_id=res.id,
                 )
+                member.attrs.update({k: res.attrs.get(k) for k in SCHEDULE_ATTRS})
                 repo.insert(conn, member)
             members.append(member)
         if res.lifecycle_state == CREATING:

@@ -24,6 +24,10 @@ from ocibv.domain.lifecycle import (
 from ocibv.domain.ocid import new_ocid
 from ocibv.jobs.context import JobContext
 from ocibv.jobs.registry import JobRegistry
+from ocibv.services.backup_policy_assignments import (
+    drop_assignments_of,
+    refuse_member_policies,
+)
 from ocibv.services.backup_rules import tags_of
 from ocibv.services.common import (
     PageTokens,
@@ -120,6 +124,9 @@ class VolumeGroupService:
                 f"sourceDetails.type: {kind!r} is not supported here "
                 "(volumeIds, volumeGroupId, volumeGroupBackupId)."
             )
+        policy_id = details.get("backup_policy_id")
+        if policy_id:  # assigned with the group, as OCI does
+            self.volumes.assigner.assign(conn, caller, group.id, policy_id, "backupPolicyId")
         job_rows.enqueue(conn, "create_volume_group", group.id)
         return group
 
@@ -242,6 +249,7 @@ class VolumeGroupService:
                         "volumes when it is AVAILABLE."
                     )
                 members = self._check_members(conn, caller, group, volume_ids)
+                refuse_member_policies(conn, group, [m.id for m in members])
                 self._set_members(conn, group, members)
             elif group.lifecycle_state in (TERMINATING, TERMINATED):
                 raise Conflict(f"Volume group {group_id} is {group.lifecycle_state}.")
@@ -265,6 +273,7 @@ class VolumeGroupService:
                 )
             self._set_members(conn, group, [])
             transition(conn, group, TERMINATING)
+            drop_assignments_of(conn, group.id)
             job_rows.enqueue(conn, "delete_volume_group", group.id)
         self.ctx.wake_jobs()
 

@@ -31,6 +31,7 @@ from ocibv.domain.reservations import Reason
 from ocibv.engine import volume_files
 from ocibv.jobs.context import JobContext
 from ocibv.jobs.registry import JobRegistry
+from ocibv.services.backup_policy_assignments import drop_assignments_of
 from ocibv.services.common import (
     PageTokens,
     create_once,
@@ -47,7 +48,7 @@ from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
 from ocibv.services.requests import CreateVolumeDetails, UpdateVolumeDetails, VolumeSource
 from ocibv.services.reservations import refuse_if_held, release, reserve
-from ocibv.services.seams import BackupRestorer
+from ocibv.services.seams import BackupRestorer, NoPolicies, PolicyAssigner
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
 from ocibv.store.jobs import Job
@@ -119,6 +120,7 @@ class VolumeService:
         self.ctx = ctx
         self.tokens = tokens
         self.restorer = restorer
+        self.assigner: PolicyAssigner = NoPolicies()
 
     def register_jobs(self, jobs: JobRegistry) -> None:
         jobs.register("create_volume", self.run_create_volume, self.fail_create_volume)
@@ -180,6 +182,9 @@ class VolumeService:
             attrs={k: details.get(k) for k in UPDATABLE},
         )
         repo.insert(conn, res)
+        policy_id = details.get("backup_policy_id")
+        if policy_id:  # the deprecated way to assign a policy, still honoured (as OCI does)
+            self.assigner.assign(conn, caller, res.id, policy_id, "backupPolicyId")
         if clone_from is not None:
             self.hold_clone_source(conn, clone_from, res.id)
         if restore_from is not None:
@@ -282,6 +287,7 @@ class VolumeService:
                     f"Volume {volume_id} is {res.lifecycle_state}; delete it once it is AVAILABLE."
                 )
             transition(conn, res, TERMINATING)
+            drop_assignments_of(conn, res.id)
             job_rows.enqueue(conn, "delete_volume", res.id)
         self.ctx.wake_jobs()
 

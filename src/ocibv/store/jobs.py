@@ -155,3 +155,14 @@ def finish(conn: sa.Connection, job_id: int, state: str, error: str | None = Non
 def recent(conn: sa.Connection, limit: int = 50) -> list[Job]:
     rows = conn.execute(sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit))
     return [_from_row(r) for r in rows]
+
+
+def unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None) -> int:
+    """Jobs queued (and due) or running, of ``kinds`` when given."""
+    due = sa.or_(jobs.c.run_after_us.is_(None), jobs.c.run_after_us <= now_us())
+    query = sa.select(sa.func.count()).where(
+        sa.or_(jobs.c.state == RUNNING, sa.and_(jobs.c.state == QUEUED, due))
+    )
+    if kinds is not None:
+        query = query.where(jobs.c.kind.in_(list(kinds)))
+    return int(conn.execute(query).scalar() or 0)

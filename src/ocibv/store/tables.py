@@ -144,3 +144,18 @@ secrets = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.String(255), nullable=False),
 )
+
+# One row per (asset, schedule, instant) the backup scheduler has handled: the backup it made,
+# or why it made none (another schedule of the policy won the instant). The primary key is
+# what makes a scheduled backup happen at most once, whatever the number of processes.
+scheduled_runs = sa.Table(
+    "scheduled_runs",
+    metadata,
+    sa.Column("asset_id", sa.String(255), primary_key=True),
+    sa.Column("schedule_key", sa.String(32), primary_key=True),
+    sa.Column("instant_us", sa.BigInteger, primary_key=True),
+    sa.Column("policy_id", sa.String(255), nullable=False),
+    sa.Column("backup_id", sa.String(255), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
