@@ -154,7 +154,7 @@ def compartment(res: Resource) -> dict[str, Any]:
 
 
 def tenancy(t: Tenancy, home_region_key: str) -> dict[str, Any]:
-    return _present({
+    return present({
         "id": t.id,
         "name": t.name,
         "description": t.description or t.name,
@@ -173,10 +173,11 @@ RENDERERS: dict[str, Callable[[Resource], dict[str, Any]]] = {
 }
 
 
-def _present(fields: dict[str, Any]) -> dict[str, Any]:
+def present(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` without those that have no value (the contract has no nullable property)."""
     return {name: value for name, value in fields.items() if value is not None}
 
 
 def resource(res: Resource) -> dict[str, Any]:
     """The wire JSON of ``res``, without the fields that have no value."""
-    return _present(RENDERERS[res.kind](res))
+    return present(RENDERERS[res.kind](res))

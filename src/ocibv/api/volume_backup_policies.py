@@ -18,6 +18,7 @@ from ocibv.api.policy_models import (
     CreateVolumeBackupPolicyDetails,
     UpdateVolumeBackupPolicyDetails,
 )
+from ocibv.api.render import present
 from ocibv.api.wire import json_response, timestamp
 from ocibv.domain import limits
 from ocibv.domain.errors import OciError
@@ -79,7 +80,8 @@ def render_assignment(res: Resource) -> dict[str, Any]:
 
 
 def _one(call: Call, res: Resource, render: Callable[[Resource], dict[str, Any]]) -> Response:
-    return json_response(render(res), request_id=call.request_id, headers={"etag": res.etag})
+    body = present(render(res))
+    return json_response(body, request_id=call.request_id, headers={"etag": res.etag})
 
 
 def _many(
@@ -89,7 +91,8 @@ def _many(
     render: Callable[[Resource], dict[str, Any]],
 ) -> Response:
     headers = {"opc-next-page": next_page} if next_page else None
-    return json_response([render(r) for r in items], request_id=call.request_id, headers=headers)
+    bodies = [present(render(r)) for r in items]
+    return json_response(bodies, request_id=call.request_id, headers=headers)
 
 
 @contextmanager
