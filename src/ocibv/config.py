@@ -50,6 +50,8 @@ class Settings:
     workers: int = 2
     # ``--store-url``; else OCIBV_STORE_URL; else the data dir's ``store/`` directory.
     store_url_option: str | None = None
+    # an explicit catalog URL (in-process servers); else OCIBV_DATABASE_URL; else SQLite
+    database_url_option: str | None = None
 
     @property
     def region_key(self) -> str:
@@ -57,7 +59,11 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return os.environ.get("OCIBV_DATABASE_URL") or f"sqlite:///{self.data_dir / 'ocibv.db'}"
+        return (
+            self.database_url_option
+            or os.environ.get("OCIBV_DATABASE_URL")
+            or f"sqlite:///{self.data_dir / 'ocibv.db'}"
+        )
 
     @property
     def volumes_dir(self) -> Path:

@@ -32,11 +32,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kinds = getattr(metafunc.module, "STORE_KINDS", None)
     if kinds and "store_kind" in metafunc.fixturenames:
         metafunc.parametrize("store_kind", kinds, indirect=True, scope="module")
+    databases = getattr(metafunc.module, "DATABASE_KINDS", None)
+    if databases and "database_kind" in metafunc.fixturenames:
+        metafunc.parametrize("database_kind", databases, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module")
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "local"))
+
+
+@pytest.fixture(scope="module")
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """The catalog of a module's own servers: "sqlite", or "postgresql" (a database of the
+    session's PostgreSQL server) in a module that sets ``DATABASE_KINDS``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def database_env(request: pytest.FixtureRequest, kind: str) -> dict[str, str]:
+    if kind == "sqlite":
+        return {}
+    server = request.getfixturevalue("postgres")
+    return {"OCIBV_DATABASE_URL": server.new_database(template=server.migrated_template())}
 
 
 def store_env(request: pytest.FixtureRequest, kind: str) -> dict[str, str]:
@@ -49,12 +66,19 @@ def store_env(request: pytest.FixtureRequest, kind: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def own_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, store_kind: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_kind: str,
+    database_kind: str,
 ) -> Iterator[InProcessServer]:
     """A fresh in-process server (AD1 and AD2) for the one module that asks, its store on the
     module's store kind; a module that must not share (it measures or damages the whole data
     dir, or runs on S3 too) overrides ``server`` with it."""
-    env = {"OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}", **store_env(request, store_kind)}
+    env = {
+        "OCIBV_AVAILABILITY_DOMAINS": f"{AD1},{AD2}",
+        **store_env(request, store_kind),
+        **database_env(request, database_kind),
+    }
     srv = InProcessServer(tmp_path_factory.mktemp("own") / "data", env=env).start()
     yield srv
     srv.stop()

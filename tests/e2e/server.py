@@ -215,6 +215,8 @@ class InProcessServer(Server):
                 overrides[SETTINGS_FROM_ENV[name]] = float(value)
             elif name == "OCIBV_STORE_URL":
                 overrides["store_url_option"] = value
+            elif name == "OCIBV_DATABASE_URL":
+                overrides["database_url_option"] = value
             elif name.startswith("OCIBV_"):
                 raise ValueError(f"InProcessServer does not know {name}")
         return Settings.load(self.data_dir, **overrides)

@@ -25,6 +25,7 @@ from tests.e2e.server import InProcessServer, Server
 
 M = oci.core.models
 STORE_KINDS = ("local", "s3")  # every test runs with the store on disk and on S3
+DATABASE_KINDS = ("sqlite", "postgresql")  # and with the catalog on SQLite and PostgreSQL
 
 
 @pytest.fixture(scope="module")

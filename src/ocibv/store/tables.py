@@ -55,6 +55,14 @@ resources = sa.Table(
     sa.Column("attrs", sa.JSON, nullable=False),
     sa.Index("ix_resources_list", "tenancy_id", "kind", "compartment_id", "created_us"),
     sa.Index("ix_resources_parent", "parent_id"),
+    # the exact orders of list pages (keyset paging reads from the index, never sorts)
+    sa.Index(
+        "ix_resources_list_by_ad",
+        "tenancy_id", "kind", "compartment_id", "availability_domain", "created_us", "id",
+    ),
+    sa.Index(
+        "ix_resources_list_by_time", "tenancy_id", "kind", "compartment_id", "created_us", "id"
+    ),
 )
 
 retry_tokens = sa.Table(
