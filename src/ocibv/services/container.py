@@ -66,15 +66,16 @@ class Services:
         self.identity = IdentityService(self.ctx, tokens)
         self.volume_backups = VolumeBackupService(self.ctx, tokens, self.backup_runs)
         self.volume_group_backups = VolumeGroupBackupService(self.ctx, tokens, self.backup_runs)
-        self.volumes = VolumeService(self.ctx, tokens, self.volume_backups)
-        self.volume_groups = VolumeGroupService(
-            self.ctx, tokens, self.volumes, self.volume_group_backups
-        )
         self.volume_backup_policies = VolumeBackupPolicyService(self.ctx, tokens)
         self.volume_backup_policy_assignments = VolumeBackupPolicyAssignmentService(
             self.ctx, self.volume_backup_policies
         )
-        self.volumes.assigner = self.volume_backup_policy_assignments
+        self.volumes = VolumeService(
+            self.ctx, tokens, self.volume_backups, self.volume_backup_policy_assignments
+        )
+        self.volume_groups = VolumeGroupService(
+            self.ctx, tokens, self.volumes, self.volume_group_backups
+        )
         self.scheduler = BackupScheduler(
             self.ctx,
             self.volume_backups,
@@ -159,9 +160,8 @@ class Services:
     def release_orphaned_jobs(self) -> None:
         """Jobs whose owner has no process row at all (it stopped before heartbeats existed,
         or was reaped) are queued again."""
-        with self.db.write() as conn:
-            owners = job_rows.running_owners(conn)
         with self.db.read() as conn:
+            owners = job_rows.running_owners(conn)
             known = {p.id for p in processes.every(conn)}
         gone = [owner for owner in owners if owner not in known]
         if gone:

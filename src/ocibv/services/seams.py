@@ -75,17 +75,3 @@ class PolicyAssigner(Protocol):
         """Assign ``policy_id`` to the asset in the caller's transaction (a 400 for an
         unknown policy names ``policy_field``)."""
         ...
-
-
-class NoPolicies:
-    """The assigner until the container binds the real one."""
-
-    def assign(
-        self,
-        conn: sa.Connection,
-        caller: Caller,
-        asset_id: str,
-        policy_id: str,
-        policy_field: str = "policyId",
-    ) -> Resource:
-        raise RuntimeError("no backup policy assigner is bound")

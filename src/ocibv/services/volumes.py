@@ -48,7 +48,7 @@ from ocibv.services.context import Caller, ServiceContext
 from ocibv.services.listing import ListRequest, list_in_compartment
 from ocibv.services.requests import CreateVolumeDetails, UpdateVolumeDetails, VolumeSource
 from ocibv.services.reservations import refuse_if_held, release, reserve
-from ocibv.services.seams import BackupRestorer, NoPolicies, PolicyAssigner
+from ocibv.services.seams import BackupRestorer, PolicyAssigner
 from ocibv.store import jobs as job_rows
 from ocibv.store import resources as repo
 from ocibv.store.jobs import Job
@@ -116,11 +116,17 @@ def at_least(size_gbs: int | None, source_gbs: int, what: str) -> int:
 
 
 class VolumeService:
-    def __init__(self, ctx: ServiceContext, tokens: PageTokens, restorer: BackupRestorer) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        tokens: PageTokens,
+        restorer: BackupRestorer,
+        assigner: PolicyAssigner,
+    ) -> None:
         self.ctx = ctx
         self.tokens = tokens
         self.restorer = restorer
-        self.assigner: PolicyAssigner = NoPolicies()
+        self.assigner = assigner
 
     def register_jobs(self, jobs: JobRegistry) -> None:
         jobs.register("create_volume", self.run_create_volume, self.fail_create_volume)
