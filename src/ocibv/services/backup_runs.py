@@ -24,6 +24,8 @@ from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE, FAULTY
 from ocibv.domain.reservations import Reason
 from ocibv.engine import backup as engine
+from ocibv.engine.backends import child_url
+from ocibv.engine.backup_process import BackupRequest, BackupWorkers
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
@@ -115,6 +117,15 @@ class BackupRuns:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self._sizes: dict[str, TenancySizes] = {}
         self._sizes_lock = threading.Lock()
+        # backups run in helper processes (engine/backup_process.py) unless the store lives
+        # in this process's memory (tests) or OCIBV_BACKUP_PROCESS=0
+        in_process = catalog.store_url.startswith("memory:") or not ctx.settings.backup_process
+        self.workers: BackupWorkers | None = None if in_process else BackupWorkers()
+
+    def close(self) -> None:
+        """Stop the backup helper processes."""
+        if self.workers is not None:
+            self.workers.close()
 
     # --- requesting -------------------------------------------------------------------------
 
@@ -235,21 +246,46 @@ class BackupRuns:
             last[:] = [read, volume_total]
             job.progress(done + read, max(total, done + volume_total))
 
-        manifest = engine.backup_volume(
-            self.catalog.chunk_store(tenancy),
-            self.ctx.settings.volume_path(member.volume_id),
-            backup_id=member.id,
-            volume_id=member.volume_id,
-            chunk_size=previous.chunk_size if previous else self.chunk_size,
-            previous=previous,
-            backup_type=member.requested_type,
-            changed_ranges=ranges,
-            snapshot=view.view,
-            progress=progress,
-            workers=self.ctx.settings.workers,
-            group_backup_id=member.group_backup_id,
-            created_at=_iso_from_us(member.created_us),  # the point in time, not "now"
-        )
+        chunk_size = previous.chunk_size if previous else self.chunk_size
+        created_at = _iso_from_us(member.created_us)  # the point in time, not "now"
+        store = self.catalog.chunk_store(tenancy)
+        if self.workers is not None:
+            manifest = self.workers.backup(
+                BackupRequest(
+                    store_url=child_url(self.catalog.store_url, tenancy),
+                    image_path=self.ctx.settings.volume_path(member.volume_id),
+                    backup_id=member.id,
+                    volume_id=member.volume_id,
+                    chunk_size=chunk_size,
+                    previous_id=previous.backup_id if previous else None,
+                    backup_type=member.requested_type,
+                    changed_ranges=ranges,
+                    workers=self.ctx.settings.workers,
+                    group_backup_id=member.group_backup_id,
+                    created_at=created_at,
+                    size=view.size,
+                ),
+                view.view,
+                progress,
+            )
+            store.refresh()  # the packs and index objects the helper wrote
+            self.catalog.remember(tenancy, manifest)
+        else:
+            manifest = engine.backup_volume(
+                store,
+                self.ctx.settings.volume_path(member.volume_id),
+                backup_id=member.id,
+                volume_id=member.volume_id,
+                chunk_size=chunk_size,
+                previous=previous,
+                backup_type=member.requested_type,
+                changed_ranges=ranges,
+                snapshot=view.view,
+                progress=progress,
+                workers=self.ctx.settings.workers,
+                group_backup_id=member.group_backup_id,
+                created_at=created_at,
+            )
         # what was read, recorded exactly (progress reports are otherwise throttled)
         job.progress(done + last[0], max(total, done + last[1]), force=True)
         return manifest, last[0]
