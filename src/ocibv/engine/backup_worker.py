@@ -11,6 +11,7 @@ when the socket closes (the serving process stopped or died).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -198,8 +199,19 @@ def _picklable(exc: BaseException) -> BaseException:
         return VolumeImageError(f"{type(exc).__name__}: {exc}")
 
 
+def lower_priority() -> None:
+    """SCHED_BATCH (never preempts a waking thread: the NBD threads get the CPU as soon
+    as a request arrives) and ``OCIBV_BACKUP_NICE`` (default ``NICE``), inherited by the
+    backup's threads."""
+    nice = int(os.environ.get("OCIBV_BACKUP_NICE", NICE))
+    if nice:
+        os.nice(nice)
+    with contextlib.suppress(AttributeError, OSError):  # not Linux
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def main() -> None:
-    os.nice(NICE)
+    lower_priority()
     sock = socket.socket(fileno=int(sys.argv[1]))
     Worker(sock).serve()
 
