@@ -35,10 +35,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ocibv.engine.errors import VolumeImageError
-from ocibv.engine.manifest import BackupType, Manifest
+from ocibv.engine.manifest import BackupType
 from ocibv.engine.snapshot import PointInTime
 
 NICE = 10
@@ -66,6 +66,14 @@ class BackupRequest:
     group_backup_id: str | None
     created_at: str | None
     size: int
+
+
+class BackupResult(NamedTuple):
+    """What the serving process needs of a backup the helper saved: not its manifest (the
+    helper keeps that; sending it back would cost O(volume size) on every INCREMENTAL)."""
+
+    backup_id: str
+    stored_bytes: int
 
 
 class WorkerLost(VolumeImageError):
@@ -110,7 +118,9 @@ class BackupProcess:
             theirs.close()
         self.sock = ours
 
-    def run(self, request: BackupRequest, view: PointInTime, progress: Progress | None) -> Manifest:
+    def run(
+        self, request: BackupRequest, view: PointInTime, progress: Progress | None
+    ) -> BackupResult:
         """Run one backup; the helper's exception is re-raised here. Serves the helper's
         claims on ``view`` meanwhile (on the calling thread)."""
         try:
@@ -123,8 +133,8 @@ class BackupProcess:
             raise
         if kind == "error":
             raise value
-        manifest: Manifest = value
-        return manifest
+        result: BackupResult = value
+        return result
 
     def _serve(
         self, request: BackupRequest, view: PointInTime, progress: Progress | None
@@ -186,13 +196,13 @@ class BackupWorkers:
 
     def backup(
         self, request: BackupRequest, view: PointInTime, progress: Progress | None = None
-    ) -> Manifest:
+    ) -> BackupResult:
         worker = self._take()
         healthy = False
         try:
-            manifest = worker.run(request, view, progress)
+            result = worker.run(request, view, progress)
             healthy = True
-            return manifest
+            return result
         except WorkerLost:
             raise
         except BaseException:

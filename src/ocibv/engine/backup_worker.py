@@ -3,7 +3,7 @@
 
 On the socket ``FD`` it receives, per job, the preserve file's descriptor (one byte with
 SCM_RIGHTS) and ``("backup", BackupRequest)``; it runs ``backup_volume`` through a
-``RemoteView`` and answers ``("done", manifest)`` or ``("error", exception)``, sending
+``RemoteView`` and answers ``("done", BackupResult)`` or ``("error", exception)``, sending
 ``("claim", id, offset, length)``, ``("preserved", id)`` and ``("progress", done, total)``
 meanwhile. The serving process answers claims with ``("reply", id, value, error)``. It exits
 when the socket closes (the serving process stopped or died).
@@ -22,7 +22,13 @@ from typing import Any
 
 from ocibv.engine.backends import open_backend
 from ocibv.engine.backup import backup_volume
-from ocibv.engine.backup_process import NICE, BackupRequest, recv_frame, send_frame
+from ocibv.engine.backup_process import (
+    NICE,
+    BackupRequest,
+    BackupResult,
+    recv_frame,
+    send_frame,
+)
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.manifest import Manifest, load_manifest
@@ -161,7 +167,7 @@ class Worker:
             os._exit(1)  # the serving process is gone: nobody to report to
         thread.join()
 
-    def backup(self, request: BackupRequest, channel: Channel, preserve_fd: int) -> Manifest:
+    def backup(self, request: BackupRequest, channel: Channel, preserve_fd: int) -> BackupResult:
         store = self.store(request.store_url)
         previous = self.manifest(store, request.previous_id) if request.previous_id else None
         try:
@@ -187,8 +193,8 @@ class Worker:
             )
         finally:
             os.close(fd)
-        self.keep(manifest)
-        return manifest
+        self.keep(manifest)  # the next INCREMENTAL's base
+        return BackupResult(manifest.backup_id, manifest.stored_bytes)
 
 
 def _picklable(exc: BaseException) -> BaseException:

@@ -146,13 +146,6 @@ class BackupCatalog:
                 self._manifests.popitem(last=False)
         return loaded
 
-    def remember(self, tenancy_id: str, manifest: Manifest) -> None:
-        """Cache a manifest another process (a backup helper) just saved."""
-        with self._lock:
-            self._manifests[manifest.backup_id] = manifest
-            while len(self._manifests) > MANIFEST_CACHE_ENTRIES:
-                self._manifests.popitem(last=False)
-
     def has_manifest(self, tenancy_id: str, backup_id: str) -> bool:
         with self._lock:
             if backup_id in self._manifests:
