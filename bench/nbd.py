@@ -8,6 +8,10 @@ connections when the server advertises multi-conn, which ocibv does and qemu-nbd
 not) and once with ``--connections=1`` for a like-for-like view. Random: fio's nbd engine,
 4 KiB random read and random write, queue depth 16, ``--seconds`` each. Both servers run as
 separate processes over the same kind of file in the same directory; warm page cache.
+Every timed step starts with ``sync``: each server's writes end with nbdcopy's FLUSH, but
+without it the next step ran while the kernel still wrote back the previous server's
+gigabytes (measured: ocibv's default write, run after qemu-nbd's, got 0.39x; 0.55-0.8x in
+runs of its own just before and after).
 Prints a table and writes ``bench/results/nbd-<date>.json``.
 """
 
@@ -90,6 +94,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def timed(cmd: list[str]) -> float:
+    os.sync()  # start from clean page cache: no writeback of an earlier step competes
     started = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - started

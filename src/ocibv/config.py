@@ -48,6 +48,10 @@ class Settings:
         default_factory=lambda: _env_float("OCIBV_SCHEDULER_INTERVAL_SECONDS", 1.0)
     )
     workers: int = 2
+    # backups run in helper processes (engine/backup_process.py); 0: on threads of this one
+    backup_process: bool = field(
+        default_factory=lambda: os.environ.get("OCIBV_BACKUP_PROCESS", "1") != "0"
+    )
     # ``--store-url``; else OCIBV_STORE_URL; else the data dir's ``store/`` directory.
     store_url_option: str | None = None
     # an explicit catalog URL (in-process servers); else OCIBV_DATABASE_URL; else SQLite

@@ -37,6 +37,10 @@ from ocibv.cli.serve import api_server_config
 from ocibv.config import Settings
 from ocibv.services.container import Services
 
+# oci_cli sets this at import to load the SDK lazily; child processes (pytest-xdist workers,
+# bench writers) would inherit it and find ``oci.core`` missing after ``import oci``.
+os.environ.pop("OCI_PYTHON_SDK_NO_SERVICE_IMPORTS", None)
+
 VENV_BIN = Path(sys.executable).parent
 OCIBV = str(VENV_BIN / "ocibv")
 OCI_CLI = str(VENV_BIN / "oci")

@@ -199,8 +199,10 @@ def test_deleting_full_keeps_incremental(server: Server, scenario: dict[str, Any
     assert gone.lifecycle_state == "TERMINATED"
     for member_id in full.volume_backup_ids:
         assert bs.get_volume_backup(member_id).data.lifecycle_state == "TERMINATED"
-    after = bs.get_volume_group_backup(scenario["inc_id"]).data.unique_size_in_mbs
-    assert after > before  # the survivor now uniquely holds what the FULL shared with it
+    # the survivor now uniquely holds what the FULL shared with it (unique sizes are
+    # worked out just after the deletion turns TERMINATED)
+    wait_until(lambda: bs.get_volume_group_backup(scenario["inc_id"]).data.unique_size_in_mbs
+               > before, "the INCREMENTAL's unique size to grow")
     restored = _volume_for(bs, _restore_group(server, scenario, scenario["inc_id"]),
                            scenario["inc_id"], scenario["volumes"])
     for original, image in zip(scenario["volumes"], scenario["inc_images"], strict=True):

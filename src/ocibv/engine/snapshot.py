@@ -153,16 +153,34 @@ class PointInTime:
         self._end += n
         self.preserved_bytes += n
 
+    @property
+    def preserve_fd(self) -> int:
+        """The preserve file (a backup process reads preserved blocks through a copy)."""
+        return self._pfd
+
     def read(self, offset: int, length: int) -> bytes:
         """The point-in-time bytes of ``[offset, offset+length)`` (within ``size``). Blocks
         read whole are marked read and no longer preserved: reading one again is served from
         the image while nothing wrote it since (a backup re-reading a chunk it must store
         again), and raises VolumeImageError once a writer has changed it."""
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise VolumeImageError(f"snapshot read [{offset}, +{length}) beyond {self.size}")
+        self._check(offset, length)
         data = bytearray(os.pread(self.fd, length, offset))  # optimistic: validated below
         if len(data) != length:
             raise VolumeImageError("short read: the image changed size")
+        return apply_fixups(data, offset, self.claim(offset, length), self._pfd, self.block)
+
+    def _check(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise VolumeImageError(f"snapshot read [{offset}, +{length}) beyond {self.size}")
+
+    def claim(self, offset: int, length: int) -> list[tuple[int, int]]:
+        """The second half of ``read``, for a reader that has just read ``[offset,
+        offset+length)`` of the image itself (``backup_process``): mark the blocks read whole
+        as read and return ``(block, state)`` of those whose point-in-time bytes are not in
+        the image (preserved at a preserve-file offset, or ``_ZERO``). Correct only after
+        the image was read: a block without an entry now was not written since the point
+        in time, so what was read is its point-in-time content."""
+        self._check(offset, length)
         end = offset + length
         fixups: list[tuple[int, int]] = []
         with self._lock:
@@ -180,14 +198,13 @@ class PointInTime:
                     )
                 else:
                     fixups.append((index, state))
-        for index, state in fixups:  # preserved data never changes: no lock needed
-            bstart = index * self.block
-            lo, hi = max(bstart, offset), min(bstart + self.block, end)
-            if state == _ZERO:
-                data[lo - offset : hi - offset] = bytes(hi - lo)
-            else:
-                data[lo - offset : hi - offset] = os.pread(self._pfd, hi - lo, state + lo - bstart)
-        return bytes(data)
+        return fixups
+
+    def preserved_extents(self) -> list[tuple[int, int]]:
+        """``(offset, length)`` of every preserved block (see ``data_extents``)."""
+        with self._lock:
+            preserved = [i for i, s in self._state.items() if s >= 0]
+        return [(i * self.block, min(self.block, self.size - i * self.block)) for i in preserved]
 
     def data_extents(self) -> list[tuple[int, int]]:
         """``(offset, length)`` regions that may hold point-in-time data, sorted and merged.
@@ -196,12 +213,24 @@ class PointInTime:
         that held data at the point in time and is a hole when the scan passes it was
         trimmed, hence preserved, before the list is taken."""
         extents = list(_image_extents(self.fd, self.size))
-        with self._lock:
-            preserved = [i for i, s in self._state.items() if s >= 0]
-        for index in preserved:
-            start = index * self.block
-            extents.append((start, min(self.block, self.size - start)))
-        return _merge(extents)
+        return merge_extents(extents + self.preserved_extents())
+
+
+def apply_fixups(
+    data: bytearray, offset: int, fixups: list[tuple[int, int]], pfd: int, block: int = BLOCK
+) -> bytes:
+    """Replace the blocks ``PointInTime.claim`` listed in ``data`` (the image's bytes at
+    ``offset``) with their point-in-time bytes: zeros, or the preserve file's (``pfd``;
+    preserved data never changes, so no lock is needed)."""
+    end = offset + len(data)
+    for index, state in fixups:
+        bstart = index * block
+        lo, hi = max(bstart, offset), min(bstart + block, end)
+        if state == _ZERO:
+            data[lo - offset : hi - offset] = bytes(hi - lo)
+        else:
+            data[lo - offset : hi - offset] = os.pread(pfd, hi - lo, state + lo - bstart)
+    return bytes(data)
 
 
 def _image_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
@@ -210,7 +239,8 @@ def _image_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
     return iter_data_extents(fd, size)
 
 
-def _merge(extents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_extents(extents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ``(offset, length)`` extents with overlapping and touching ones merged."""
     out: list[tuple[int, int]] = []
     for start, length in sorted(extents):
         if out and start <= out[-1][0] + out[-1][1]:

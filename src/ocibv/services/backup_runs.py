@@ -24,10 +24,11 @@ from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE, FAULTY
 from ocibv.domain.reservations import Reason
 from ocibv.engine import backup as engine
+from ocibv.engine.backup_process import BackupRequest, BackupWorkers
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
-from ocibv.engine.manifest import BackupType, Manifest
+from ocibv.engine.manifest import BackupType
 from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
@@ -115,6 +116,14 @@ class BackupRuns:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self._sizes: dict[str, TenancySizes] = {}
         self._sizes_lock = threading.Lock()
+        # backups run in helper processes (engine/backup_process.py), unless
+        # OCIBV_BACKUP_PROCESS=0 or the store lives in this process's memory (tests)
+        self.workers = BackupWorkers() if ctx.settings.backup_process else None
+
+    def close(self) -> None:
+        """Stop the backup helper processes."""
+        if self.workers is not None:
+            self.workers.close()
 
     # --- requesting -------------------------------------------------------------------------
 
@@ -157,11 +166,12 @@ class BackupRuns:
 
     def capture_all(
         self, job: JobContext, members: list[repo.Resource]
-    ) -> list[tuple[repo.Resource, Manifest]]:
+    ) -> list[tuple[repo.Resource, int]]:
         """Read every member's volume into the store at one point in time and save each
-        manifest durably. A member whose manifest a crashed run left is not read again once
-        that manifest is verified whole (rule W4); member states do not change here."""
-        manifests: dict[str, Manifest] = {}
+        manifest durably; each member with its stored bytes. A member whose manifest a
+        crashed run left is not read again once that manifest is verified whole (rule W4);
+        member states do not change here."""
+        manifests: dict[str, int] = {}
         pending = []
         for member in members:
             tenancy = member.tenancy_id
@@ -174,13 +184,13 @@ class BackupRuns:
                 self.catalog.forget(tenancy, member.id)  # incomplete: read it again
                 pending.append(member)
             else:
-                manifests[member.id] = found
+                manifests[member.id] = found.stored_bytes
         if pending:
             self._capture_at_one_instant(job, pending, manifests)
         return [(member, manifests[member.id]) for member in members]
 
     def _capture_at_one_instant(
-        self, job: JobContext, pending: list[repo.Resource], manifests: dict[str, Manifest]
+        self, job: JobContext, pending: list[repo.Resource], manifests: dict[str, int]
     ) -> None:
         """Each volume is read through a copy-before-write snapshot taken for all of them at
         once (writers of attached volumes wait only for that instant), and an INCREMENTAL reads
@@ -202,8 +212,8 @@ class BackupRuns:
                 done = 0
                 for position, member in enumerate(pending):
                     view = snapshot.members[position]
-                    manifest, read = self._read_member(job, member, view, done, total)
-                    manifests[member.id] = manifest
+                    stored, read = self._read_member(job, member, view, done, total)
+                    manifests[member.id] = stored
                     committed[position] = member.id
                     done += read
                     job.step("captured_member")
@@ -215,9 +225,9 @@ class BackupRuns:
 
     def _read_member(
         self, job: JobContext, member: repo.Resource, view: MemberSnapshot, done: int, total: int
-    ) -> tuple[Manifest, int]:
-        """Back up one member through its snapshot view; returns its manifest and the bytes
-        read."""
+    ) -> tuple[int, int]:
+        """Back up one member through its snapshot view; returns its stored bytes and the
+        bytes read."""
         tenancy = member.tenancy_id
         base_id = member.attrs.get("base_backup_id")
         previous = self.catalog.manifest(tenancy, base_id) if base_id else None
@@ -235,36 +245,60 @@ class BackupRuns:
             last[:] = [read, volume_total]
             job.progress(done + read, max(total, done + volume_total))
 
-        manifest = engine.backup_volume(
-            self.catalog.chunk_store(tenancy),
-            self.ctx.settings.volume_path(member.volume_id),
-            backup_id=member.id,
-            volume_id=member.volume_id,
-            chunk_size=previous.chunk_size if previous else self.chunk_size,
-            previous=previous,
-            backup_type=member.requested_type,
-            changed_ranges=ranges,
-            snapshot=view.view,
-            progress=progress,
-            workers=self.ctx.settings.workers,
-            group_backup_id=member.group_backup_id,
-            created_at=_iso_from_us(member.created_us),  # the point in time, not "now"
-        )
+        chunk_size = previous.chunk_size if previous else self.chunk_size
+        created_at = _iso_from_us(member.created_us)  # the point in time, not "now"
+        store = self.catalog.chunk_store(tenancy)
+        if self.workers is not None and not store.backend.url.startswith("memory:"):
+            stored = self.workers.backup(
+                BackupRequest(
+                    store_url=store.backend.url,
+                    image_path=self.ctx.settings.volume_path(member.volume_id),
+                    backup_id=member.id,
+                    volume_id=member.volume_id,
+                    chunk_size=chunk_size,
+                    previous_id=previous.backup_id if previous else None,
+                    backup_type=member.requested_type,
+                    changed_ranges=ranges,
+                    workers=self.ctx.settings.workers,
+                    group_backup_id=member.group_backup_id,
+                    created_at=created_at,
+                    size=view.size,
+                ),
+                view.view,
+                progress,
+            ).stored_bytes
+            store.refresh()  # the packs and index objects the helper wrote
+        else:
+            stored = engine.backup_volume(
+                store,
+                self.ctx.settings.volume_path(member.volume_id),
+                backup_id=member.id,
+                volume_id=member.volume_id,
+                chunk_size=chunk_size,
+                previous=previous,
+                backup_type=member.requested_type,
+                changed_ranges=ranges,
+                snapshot=view.view,
+                progress=progress,
+                workers=self.ctx.settings.workers,
+                group_backup_id=member.group_backup_id,
+                created_at=created_at,
+            ).stored_bytes
         # what was read, recorded exactly (progress reports are otherwise throttled)
         job.progress(done + last[0], max(total, done + last[1]), force=True)
-        return manifest, last[0]
+        return stored, last[0]
 
     def settle(
-        self, conn: sa.Connection, members: Iterable[tuple[repo.Resource, Manifest]]
+        self, conn: sa.Connection, members: Iterable[tuple[repo.Resource, int]]
     ) -> None:
         """Make captured member backups AVAILABLE (in the caller's transaction, with the
         owner's own state change and the release of its reservations)."""
-        for member, manifest in members:
+        for member, stored_bytes in members:
             fresh = repo.get(conn, member.id, Kind.VOLUME_BACKUP)
             if fresh is None:
                 continue
             transition(
-                conn, fresh, AVAILABLE, attrs=dict(fresh.attrs, stored_bytes=manifest.stored_bytes)
+                conn, fresh, AVAILABLE, attrs=dict(fresh.attrs, stored_bytes=stored_bytes)
             )
             volume = repo.get(conn, fresh.volume_id, Kind.VOLUME)
             if volume is not None and volume.attrs.get("resized_since_backup"):

@@ -137,6 +137,7 @@ class Services:
     def stop(self) -> None:
         self._housekeeping_stop.set()
         self.runner.stop()
+        self.backup_runs.close()
         try:  # what this process held (its attachments) ends with it
             with self.db.write() as conn:
                 reservation_rows.release_of_processes(conn, [self.life.id])

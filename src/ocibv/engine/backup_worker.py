@@ -1,0 +1,226 @@
+"""The backup helper process: ``python -m ocibv.engine.backup_worker FD`` (see
+``backup_process``).
+
+On the socket ``FD`` it receives, per job, the preserve file's descriptor (one byte with
+SCM_RIGHTS) and ``("backup", BackupRequest)``; it runs ``backup_volume`` through a
+``RemoteView`` and answers ``("done", BackupResult)`` or ``("error", exception)``, sending
+``("claim", id, offset, length)``, ``("preserved", id)`` and ``("progress", done, total)``
+meanwhile. The serving process answers claims with ``("reply", id, value, error)``. It exits
+when the socket closes (the serving process stopped or died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from ocibv.engine.backends import open_backend
+from ocibv.engine.backup import backup_volume
+from ocibv.engine.backup_process import (
+    NICE,
+    BackupRequest,
+    BackupResult,
+    recv_frame,
+    send_frame,
+)
+from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.errors import VolumeImageError
+from ocibv.engine.manifest import Manifest, load_manifest
+from ocibv.engine.snapshot import apply_fixups, merge_extents
+from ocibv.engine.volume_files import iter_data_extents
+
+MANIFESTS_KEPT = 8
+
+
+class Channel:
+    """The socket to the serving process, shared by the backup's threads: requests carry
+    an id and wait for their reply; a reader thread dispatches replies."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, tuple[Any, BaseException | None]] = {}
+        self._next = 0
+        self._broken: BaseException | None = None
+
+    def send(self, message: object) -> None:
+        with self._send_lock:
+            send_frame(self.sock, message)
+
+    def call(self, *request: Any) -> Any:
+        with self._cond:
+            rid = self._next
+            self._next += 1
+        self.send((request[0], rid, *request[1:]))
+        with self._cond:
+            self._cond.wait_for(lambda: rid in self._replies or self._broken is not None)
+            if rid not in self._replies:
+                raise VolumeImageError(f"serving process gone: {self._broken}")
+            value, error = self._replies.pop(rid)
+        if error is not None:
+            raise error
+        return value
+
+    def deliver(self, rid: int, value: Any, error: BaseException | None) -> None:
+        with self._cond:
+            self._replies[rid] = (value, error)
+            self._cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._cond:
+            self._broken = exc
+            self._cond.notify_all()
+
+
+class RemoteView:
+    """A ``SnapshotSource`` over a ``PointInTime`` living in the serving process: the image
+    and the preserve file are read here, the block states are claimed there."""
+
+    def __init__(self, channel: Channel, image_fd: int, preserve_fd: int, size: int) -> None:
+        self.channel, self.fd, self.pfd, self._size = channel, image_fd, preserve_fd, size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = bytearray(os.pread(self.fd, length, offset))  # first: claim validates it
+        if len(data) != length:
+            raise VolumeImageError("short read: the image changed size")
+        fixups = self.channel.call("claim", offset, length)
+        return apply_fixups(data, offset, fixups, self.pfd)
+
+    def data_extents(self) -> list[tuple[int, int]]:
+        extents = list(iter_data_extents(self.fd, self._size))  # scanned before the list
+        return merge_extents(extents + self.channel.call("preserved"))
+
+
+class Worker:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.stores: dict[str, ChunkStore] = {}
+        self.manifests: OrderedDict[str, Manifest] = OrderedDict()
+
+    def store(self, url: str) -> ChunkStore:
+        store = self.stores.get(url)
+        if store is None:
+            store = self.stores[url] = ChunkStore(open_backend(url))
+        return store
+
+    def manifest(self, store: ChunkStore, backup_id: str) -> Manifest:
+        found = self.manifests.get(backup_id)
+        if found is None:
+            found = load_manifest(store.backend, backup_id)
+        self.keep(found)
+        return found
+
+    def keep(self, manifest: Manifest) -> None:
+        self.manifests[manifest.backup_id] = manifest
+        self.manifests.move_to_end(manifest.backup_id)
+        while len(self.manifests) > MANIFESTS_KEPT:
+            self.manifests.popitem(last=False)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.sock, 1, 1)
+            except OSError:
+                return
+            if not fds:
+                return  # EOF: the serving process is done with us
+            try:
+                self.job(fds[0])
+            finally:
+                os.close(fds[0])
+
+    def job(self, preserve_fd: int) -> None:
+        """Run one backup on a thread; meanwhile dispatch the serving process's replies
+        until it says ``end`` (after it got the answer)."""
+        message = recv_frame(self.sock)
+        request: BackupRequest = message[1]
+        channel = Channel(self.sock)
+
+        def run() -> None:
+            try:
+                answer: tuple[str, Any] = ("done", self.backup(request, channel, preserve_fd))
+            except BaseException as exc:  # reported to the serving process
+                answer = ("error", _picklable(exc))
+            channel.send(answer)
+
+        thread = threading.Thread(target=run, name="ocibv-backup")
+        thread.start()
+        try:
+            while True:
+                message = recv_frame(self.sock)
+                if message[0] == "end":
+                    break
+                _, rid, value, error = message
+                channel.deliver(rid, value, error)
+        except (OSError, EOFError):
+            os._exit(1)  # the serving process is gone: nobody to report to
+        thread.join()
+
+    def backup(self, request: BackupRequest, channel: Channel, preserve_fd: int) -> BackupResult:
+        store = self.store(request.store_url)
+        previous = self.manifest(store, request.previous_id) if request.previous_id else None
+        try:
+            fd = os.open(request.image_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise VolumeImageError(f"cannot open volume image {request.image_path}: {exc}") from exc
+        try:
+            view = RemoteView(channel, fd, preserve_fd, request.size)
+            manifest = backup_volume(
+                store,
+                request.image_path,
+                backup_id=request.backup_id,
+                volume_id=request.volume_id,
+                chunk_size=request.chunk_size,
+                previous=previous,
+                backup_type=request.backup_type,
+                changed_ranges=request.changed_ranges,
+                progress=lambda done, total: channel.send(("progress", done, total)),
+                workers=request.workers,
+                group_backup_id=request.group_backup_id,
+                created_at=request.created_at,
+                snapshot=view,
+            )
+        finally:
+            os.close(fd)
+        self.keep(manifest)  # the next INCREMENTAL's base
+        return BackupResult(manifest.backup_id, manifest.stored_bytes)
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return VolumeImageError(f"{type(exc).__name__}: {exc}")
+
+
+def lower_priority() -> None:
+    """SCHED_BATCH (never preempts a waking thread: the NBD threads get the CPU as soon
+    as a request arrives) and ``OCIBV_BACKUP_NICE`` (default ``NICE``), inherited by the
+    backup's threads."""
+    nice = int(os.environ.get("OCIBV_BACKUP_NICE", NICE))
+    if nice:
+        os.nice(nice)
+    with contextlib.suppress(AttributeError, OSError):  # not Linux
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+def main() -> None:
+    lower_priority()
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    Worker(sock).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Backups in a helper process (``engine.backup_process``): the same point-in-time bytes as
+an in-process backup while writers keep writing, errors carried back, helpers reused."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ocibv.engine.backends import open_backend
+from ocibv.engine.backup import restore_volume
+from ocibv.engine.backup_process import BackupRequest, BackupWorkers
+from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.errors import VolumeImageError
+from ocibv.engine.live_volume import LiveVolume
+from ocibv.engine.manifest import FULL, INCREMENTAL, load_manifest
+from ocibv.engine.snapshot import begin_group
+from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image
+
+SIZE = 16 * MIB
+
+
+@pytest.fixture
+def workers() -> Iterator[BackupWorkers]:
+    pool = BackupWorkers()
+    yield pool
+    pool.close()
+
+
+def _request(url: str, volume: LiveVolume, backup_id: str, **kw: object) -> BackupRequest:
+    base = dict(store_url=url, image_path=volume.path, backup_id=backup_id, volume_id="v",
+                chunk_size=256 * KIB, previous_id=None, backup_type=FULL, changed_ranges=None,
+                workers=2, group_backup_id=None, created_at=None, size=volume.size)
+    base.update(kw)
+    return BackupRequest(**base)  # type: ignore[arg-type]
+
+
+def test_helper_backs_up_the_point_in_time_under_writers(
+    workers: BackupWorkers, tmp_path: Path
+) -> None:
+    volume = LiveVolume(mixed_image(tmp_path / "vol.img", size=SIZE))
+    url = f"file://{tmp_path / 'store'}"
+    try:
+        expected = volume.path.read_bytes()
+        snap = begin_group([volume])
+        stop = threading.Event()
+
+        def writer() -> None:
+            r = random.Random(1)
+            while not stop.is_set():
+                volume.write(r.randrange(0, SIZE - 8 * KIB), r.randbytes(8 * KIB))
+                if r.random() < 0.1:
+                    volume.trim(r.randrange(0, SIZE - MIB), MIB)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        progress: list[tuple[int, int]] = []
+        try:
+            result = workers.backup(_request(url, volume, "b1"), snap.members[0].view,
+                                lambda done, total: progress.append((done, total)))
+        finally:
+            stop.set()
+            thread.join()
+        snap.end(committed_backup_ids={0: "b1"})
+        assert progress and progress[-1][0] > 0  # reported through the serving process
+        store = ChunkStore(open_backend(url))
+        manifest = load_manifest(store.backend, "b1")
+        assert result == ("b1", manifest.stored_bytes)
+        restored = write_image(tmp_path / "restored.img", 0, [])
+        restore_volume(store, manifest, restored)
+        assert restored.read_bytes() == expected
+
+        # the next backup reuses the helper (its chunk store and the manifest it wrote)
+        after = volume.path.read_bytes()
+        snap = begin_group([volume])
+        ranges = snap.members[0].capture.ranges_since("b1")  # type: ignore[union-attr]
+        assert ranges
+        workers.backup(_request(url, volume, "b2", previous_id="b1",
+                                backup_type=INCREMENTAL, changed_ranges=ranges),
+                       snap.members[0].view)
+        snap.end(committed_backup_ids={0: "b2"})
+        store = ChunkStore(open_backend(url))
+        restore_volume(store, load_manifest(store.backend, "b2"), restored)
+        assert restored.read_bytes() == after
+    finally:
+        volume.close()
+
+
+def test_helper_errors_come_back_and_the_helper_stays_usable(
+    workers: BackupWorkers, tmp_path: Path
+) -> None:
+    volume = LiveVolume(mixed_image(tmp_path / "vol.img", size=SIZE))
+    url = f"file://{tmp_path / 'store'}"
+    try:
+        snap = begin_group([volume])
+        with pytest.raises(VolumeImageError, match="cannot open volume image"):
+            workers.backup(_request(url, volume, "b1", image_path=tmp_path / "missing.img"),
+                           snap.members[0].view)
+        result = workers.backup(_request(url, volume, "b1"), snap.members[0].view)
+        snap.end(committed_backup_ids={0: "b1"})
+        assert result.stored_bytes > 0
+    finally:
+        volume.close()
