@@ -74,6 +74,10 @@ BATCH_BYTES = 1024 * 1024
 """Chunk bytes per task submitted to the thread pool (see ``parallel.batched``)."""
 RESTORE_SPAN = 4 * 1024 * 1024
 """Stored bytes of a pack a restore task reads at once (one ranged read per task)."""
+REMOTE_THREADS_PER_WORKER = 2
+"""A restore from a remote backend reads whole packs: one GET per pack costs an S3 server
+about half of what two ranged GETs of its halves do (measured on moto: restore of the 1 GiB
+benchmark image 1.4 s instead of 1.6 to 2.3 s, server CPU 0.3 s instead of 0.55 s)."""
 WRITEBACK_BYTES = 64 * 1024 * 1024
 """A restore starts the write-out of what it wrote every this many bytes, so the final
 fsync finds little left to write (the page cache would otherwise hold it all: Linux starts
@@ -389,9 +393,12 @@ def restore_volume(
         done = flushed = 0
         if progress:
             progress(0, total)
-        # one ranged read per RESTORE_SPAN of a pack: few requests, bounded memory
-        groups = store.plan_reads((entry.digest for entry in manifest.chunks), RESTORE_SPAN)
-        for n in bounded_map(fetch_and_write, groups, workers * THREADS_PER_WORKER):
+        # one ranged read per span of a pack: few requests, bounded memory
+        span, threads = RESTORE_SPAN, workers * THREADS_PER_WORKER
+        if store.backend.remote:  # whole packs, from fewer threads (same memory)
+            span, threads = max(span, store.pack_size), workers * REMOTE_THREADS_PER_WORKER
+        groups = store.plan_reads((entry.digest for entry in manifest.chunks), span)
+        for n in bounded_map(fetch_and_write, groups, threads):
             done += n
             if done - flushed >= WRITEBACK_BYTES:  # the disk writes while we decode
                 start_writeback(fd)
