@@ -177,6 +177,8 @@ def test_incompressible_test_samples_but_never_loses_compressible_data() -> None
         assert bytes(codec.decode_view(digest, memoryview(blob))) == data
     header, payload = codec.encode_parts(noise)
     assert header == bytes((1, CODEC_RAW)) and payload is noise  # raw: no copy
+    header, payload = codec.encode_parts(text)
+    assert (header + bytes(payload))[:2] == bytes((1, CODEC_ZSTD))
 
 
 def test_a_raw_blob_decoded_as_a_view_is_still_verified() -> None:
