@@ -75,7 +75,8 @@ class Codec:
         """Whether ``data`` looks incompressible: none of ``SAMPLES`` evenly spaced samples
         of ``SAMPLE_SIZE`` bytes shrinks under zstd. Costs 1/16 of compressing a 256 KiB
         chunk; random (or encrypted, or already compressed) data then skips zstd, which
-        spends ~0.3 ms per 1 MiB proving it cannot shrink it (docs/design.md, "Codec")."""
+        spends ~0.3 ms per MiB proving it cannot shrink it (docs/design.md, "Data path and
+        throughput")."""
         n = len(data)
         if n < SAMPLE_MIN:
             return False
