@@ -76,9 +76,10 @@ by the page cache's dirty limits)."""
 
 
 BATCH_BYTES = 4 * 1024 * 1024
-"""Chunk bytes per task submitted to the thread pool (see ``parallel.batched``): a task
-costs ~0.1 ms of held GIL in the pool's futures and locks, against ~1 ms of hashing per MiB;
-4 MiB batches cut a content-rescan INCREMENTAL's CPU by ~20% against 1 MiB."""
+"""Chunk bytes per task submitted to the thread pool (see ``parallel.batched``): each task
+costs held-GIL time in the pool's futures and locks, against ~0.4 ms of reading and hashing
+per MiB; 4 MiB batches on 2 threads per worker cut a content-rescan INCREMENTAL's CPU by
+~20% against 1 MiB batches on 4 (docs/design.md, "Data path and throughput")."""
 RESTORE_SPAN = 4 * 1024 * 1024
 """Stored bytes of a pack a restore task reads at once (one ranged read per task)."""
 REMOTE_THREADS_PER_WORKER = 2
