@@ -155,3 +155,38 @@ def test_a_failed_backup_leaves_its_buffer_unwritten(fast_backend: Backend) -> N
     store.flush()
     assert list(fast_backend.list(keys.PACK_PREFIX)) == []
     assert store.missing([ref.digest]) == {ref.digest}  # a deduplicator would store it again
+
+
+def test_incompressible_test_samples_but_never_loses_compressible_data() -> None:
+    from ocibv.engine.pack import SAMPLE_MIN, Codec
+
+    codec = Codec()
+    noise, text = random_bytes(256 * 1024, 11), text_bytes(256 * 1024, 12)
+    assert codec.incompressible(noise)  # zstd skipped: stored raw
+    assert not codec.incompressible(text)
+    # noise with one compressible quarter: a sample lands in it, so zstd runs
+    mixed = noise[: 192 * 1024] + text[: 64 * 1024]
+    assert not codec.incompressible(mixed)
+    assert len(codec.encode(mixed)) < len(mixed)
+    assert not codec.incompressible(noise[: SAMPLE_MIN - 1])  # short: always tried
+    for data in (noise, text, mixed, b"", b"x"):
+        header, payload = codec.encode_parts(data)
+        blob = header + bytes(payload)
+        digest = chunk_digest(data)
+        assert codec.decode(digest, blob) == data
+        assert bytes(codec.decode_view(digest, memoryview(blob))) == data
+    header, payload = codec.encode_parts(noise)
+    assert header == bytes((1, CODEC_RAW)) and payload is noise  # raw: no copy
+    header, payload = codec.encode_parts(text)
+    assert (header + bytes(payload))[:2] == bytes((1, CODEC_ZSTD))
+
+
+def test_a_raw_blob_decoded_as_a_view_is_still_verified() -> None:
+    from ocibv.engine.pack import Codec
+
+    codec = Codec()
+    noise = random_bytes(256 * 1024, 13)
+    blob = bytearray(codec.encode(noise))
+    blob[1000] ^= 1
+    with pytest.raises(IntegrityError):
+        codec.decode_view(chunk_digest(noise), memoryview(blob))

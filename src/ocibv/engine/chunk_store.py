@@ -26,12 +26,13 @@ from ocibv.engine.index import (
     existing_packs,
     write_index_object,
 )
-from ocibv.engine.pack import Codec, Location, chunk_digest, pack_trailer
+from ocibv.engine.pack import Buffer, Codec, Location, chunk_digest, pack_trailer
 from ocibv.engine.repository import DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, open_repository
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "ChunkRef", "ChunkStore", "chunk_digest"]
 
-_Pending = list[tuple[str, bytes, int]]  # (digest, blob, plaintext size)
+_Blob = tuple[str, tuple[Buffer, ...], int, int]  # digest, blob parts, blob size, plaintext size
+_Pending = list[_Blob]
 MAX_UPLOADS = 4
 """Full packs written at once (each holds ``pack_size`` bytes of memory until written)."""
 
@@ -153,9 +154,10 @@ class ChunkStore:
                 if loc is not None and (not verify_existing or self._read_ok(digest, loc)):
                     refs.append(ChunkRef(digest, len(data), loc.length))
                     continue
-            blob = self.codec.encode(data)
-            new.append((digest, blob, len(data)))
-            refs.append(ChunkRef(digest, len(data), len(blob)))
+            header, payload = self.codec.encode_parts(data)  # raw: no copy of ``data``
+            stored = len(header) + len(payload)
+            new.append((digest, (header, payload), stored, len(data)))
+            refs.append(ChunkRef(digest, len(data), stored))
         if new:
             self._append(new, force)
         return refs
@@ -167,18 +169,19 @@ class ChunkStore:
         loc = self._usable(digest)
         if loc is not None:
             return ChunkRef(digest, size, loc.length)
-        self._append([(digest, blob, size)], False)
+        self._append([(digest, (blob,), len(blob), size)], False)
         return ChunkRef(digest, size, len(blob))
 
     def _append(self, blobs: _Pending, force: bool) -> None:
         full: list[_Pending] = []
         with self._lock:
-            for digest, blob, size in blobs:
+            for item in blobs:
+                digest, stored = item[0], item[2]
                 if not force and digest in self._pending:
                     continue  # another thread buffered it a moment ago
-                self._pending[digest] = len(blob)
-                self._buffer.append((digest, blob, size))
-                self._buffer_bytes += len(blob)
+                self._pending[digest] = stored
+                self._buffer.append(item)
+                self._buffer_bytes += stored
                 if self._buffer_bytes >= self.pack_size:
                     full.append(self._buffer)
                     self._buffer, self._buffer_bytes = [], 0
@@ -192,8 +195,8 @@ class ChunkStore:
         many. Blobs already in written packs stay (indexed at the next :meth:`flush`)."""
         with self._lock:
             dropped, self._buffer, self._buffer_bytes = self._buffer, [], 0
-            for digest, _blob, _size in dropped:
-                self._pending.pop(digest, None)
+            for item in dropped:
+                self._pending.pop(item[0], None)
         return len(dropped)
 
     def _read_ok(self, digest: str, loc: Location) -> bool:
@@ -206,28 +209,28 @@ class ChunkStore:
     def _write_pack(self, blobs: _Pending) -> None:
         """Write one pack (``_busy`` already counts it) and index its blobs in memory."""
         pack_id = uuid.uuid4().hex
-        parts: list[bytes] = []
+        parts: list[Buffer] = []
         entries: list[tuple[str, Location]] = []
         offset = 0
-        for digest, blob, size in blobs:
-            parts.append(blob)
-            entries.append((digest, Location(pack_id, offset, len(blob), size)))
-            offset += len(blob)
+        for digest, blob_parts, stored, size in blobs:
+            parts.extend(blob_parts)
+            entries.append((digest, Location(pack_id, offset, stored, size)))
+            offset += stored
         parts.append(pack_trailer([(d, loc.offset, loc.length, loc.size) for d, loc in entries]))
         try:
             self._backend.put_parts(keys.pack_key(pack_id), parts)
         except BaseException:
             with self._lock:
-                for digest, _blob, _size in blobs:
-                    self._pending.pop(digest, None)
+                for item in blobs:
+                    self._pending.pop(item[0], None)
                 self._busy -= 1
                 self._cond.notify_all()
             raise
         for digest, loc in entries:
             self.index.add(digest, loc, prefer=True)
         with self._lock:
-            for digest, _blob, _size in blobs:
-                self._pending.pop(digest, None)
+            for item in blobs:
+                self._pending.pop(item[0], None)
             self._unindexed[pack_id] = entries
             self._busy -= 1
             self._cond.notify_all()
@@ -323,28 +326,31 @@ class ChunkStore:
             groups.append(group)
         return groups
 
-    def iter_group(self, digests: list[str]) -> Iterator[tuple[str, bytes]]:
+    def iter_group(self, digests: list[str]) -> Iterator[tuple[str, Buffer]]:
         """``(digest, verified plaintext)`` of a group from :meth:`plan_reads`: one ranged
         read of the pack, decoded one blob at a time; a blob that fails (damaged, pack
-        gone) is read again with :meth:`get_chunk`, which tries every copy."""
+        gone) is read again with :meth:`get_chunk`, which tries every copy. A raw blob's
+        plaintext is a view into the span read (no copy): use it before the next item."""
         locs = [self._usable(d) for d in digests]
         known = [loc for loc in locs if loc is not None]
-        span = b""
+        span = memoryview(b"")
         start = 0
         if known and len({loc.pack for loc in known}) == 1:
             start = min(loc.offset for loc in known)
             end = max(loc.offset + loc.length for loc in known)
             try:
-                span = self._backend.get_range(keys.pack_key(known[0].pack), start, end - start)
+                span = memoryview(
+                    self._backend.get_range(keys.pack_key(known[0].pack), start, end - start)
+                )
             except ObjectNotFound:
-                span = b""
+                span = memoryview(b"")
         for digest, loc in zip(digests, locs, strict=True):
             if loc is not None and span:
                 blob = span[loc.offset - start : loc.offset - start + loc.length]
                 try:
                     if len(blob) != loc.length:
                         raise IntegrityError(f"chunk {digest}: pack {loc.pack} is truncated")
-                    data = self.codec.decode(digest, blob)
+                    data = self.codec.decode_view(digest, blob)
                     if len(data) == loc.size:
                         yield digest, data
                         continue

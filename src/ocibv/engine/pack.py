@@ -26,6 +26,14 @@ ZSTD_HEADER = bytes((BLOB_VERSION, CODEC_ZSTD))
 PACK_MAGIC = b"OCIBVPK1"
 _TAIL = struct.Struct("<I")
 PACK_VERSION = 1
+Buffer = bytes | bytearray | memoryview
+
+SAMPLE_SIZE = 4096
+SAMPLES = 4
+SAMPLE_MIN = 64 * 1024
+"""Chunks shorter than this are always compressed (the samples would cover most of them)."""
+SAMPLE_KEEP = 0.98
+"""A sample "shrinks" when zstd makes it smaller than this fraction of its size."""
 
 
 class Location(NamedTuple):
@@ -63,20 +71,49 @@ class Codec:
             self._local.dctx = dctx
         return dctx
 
+    def incompressible(self, data: bytes | bytearray | memoryview) -> bool:
+        """Whether ``data`` looks incompressible: none of ``SAMPLES`` evenly spaced samples
+        of ``SAMPLE_SIZE`` bytes shrinks under zstd. Costs 1/16 of compressing a 256 KiB
+        chunk; random (or encrypted, or already compressed) data then skips zstd, which
+        spends ~0.3 ms per MiB proving it cannot shrink it (docs/design.md, "Data path and
+        throughput")."""
+        n = len(data)
+        if n < SAMPLE_MIN:
+            return False
+        view = memoryview(data)
+        step = n // SAMPLES
+        cctx = self._cctx()
+        for i in range(SAMPLES):
+            sample = view[i * step : i * step + SAMPLE_SIZE]
+            if len(cctx.compress(sample)) < len(sample) * SAMPLE_KEEP:
+                return False
+        return True
+
+    def encode_parts(self, data: bytes | bytearray | memoryview) -> tuple[bytes, Buffer]:
+        """The blob for plaintext ``data`` as two parts to write one after the other: zstd
+        when that is smaller, else raw — then the parts are the header and ``data`` itself,
+        not a copy of it."""
+        if not self.incompressible(data):
+            compressed = self._cctx().compress(data)
+            if len(compressed) < len(data):
+                # joined: an exact-size copy (~1/3 chunk) frees zstd's chunk-size output
+                # buffer, which, shrunk in place, fragments the heap (peak RSS +10 MB)
+                return b"", ZSTD_HEADER + compressed
+        return RAW_HEADER, data
+
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         """The blob for plaintext ``data``: zstd when that is smaller, else raw."""
-        compressed = self._cctx().compress(data)
-        if len(compressed) < len(data):
-            return ZSTD_HEADER + compressed
-        return RAW_HEADER + bytes(data)
+        header, payload = self.encode_parts(data)
+        return header + bytes(payload)
 
-    def decode(self, digest: str, blob: bytes) -> bytes:
-        """Verified plaintext of ``blob``; IntegrityError naming ``digest`` if it is damaged."""
+    def decode_view(self, digest: str, blob: Buffer) -> Buffer:
+        """:meth:`decode` without copies: a raw blob's plaintext is a view into ``blob``."""
         if len(blob) < HEADER_SIZE or blob[0] != BLOB_VERSION:
             raise IntegrityError(f"chunk {digest}: unknown or damaged blob header")
         codec = blob[1]
+        data: Buffer
         if codec == CODEC_RAW:
-            data = blob[HEADER_SIZE:]
+            data = memoryview(blob)[HEADER_SIZE:]
         elif codec == CODEC_ZSTD:
             try:
                 data = self._dctx().decompress(memoryview(blob)[HEADER_SIZE:])
@@ -88,6 +125,11 @@ class Codec:
         if actual != digest:
             raise IntegrityError(f"chunk {digest}: content hashes to {actual}")
         return data
+
+    def decode(self, digest: str, blob: bytes) -> bytes:
+        """Verified plaintext of ``blob``; IntegrityError naming ``digest`` if it is damaged."""
+        data = self.decode_view(digest, blob)
+        return data if isinstance(data, bytes) else bytes(data)
 
 
 def pack_trailer(entries: list[tuple[str, int, int, int]]) -> bytes:

@@ -76,7 +76,7 @@ class Backend(ABC):
         (the backend's clock).
         """
 
-    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         """:meth:`put` of the concatenation of ``parts`` (backends may avoid joining them)."""
         self.put(key, b"".join(parts))
 

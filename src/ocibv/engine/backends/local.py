@@ -35,7 +35,7 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, parts: Sequence[bytes]) -> None:
+def _write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
     """Write every part, in order, with as few system calls as possible (no joining)."""
     views = [memoryview(p) for p in parts if len(p)]
     first = 0
@@ -97,7 +97,7 @@ class LocalBackend(Backend):
     def put(self, key: str, data: bytes) -> None:
         self.put_parts(key, (data,))
 
-    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         path = self._path(key)
         directory, name = os.path.split(path)
         tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")

@@ -71,7 +71,7 @@ class _PartsReader(io.RawIOBase):
     """A seekable read-only stream over ``parts`` (botocore reads a body to checksum it,
     rewinds, and rewinds again to retry)."""
 
-    def __init__(self, parts: Sequence[bytes]) -> None:
+    def __init__(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         self._parts = [memoryview(p) for p in parts if len(p)]
         self._starts: list[int] = []
         total = 0
@@ -182,7 +182,7 @@ class S3Backend(Backend):
     def put(self, key: str, data: bytes) -> None:
         self.put_parts(key, (data,))
 
-    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         full = self._key(key)
         body = _PartsReader(parts)  # no joined copy of a pack in memory
         try:
