@@ -140,11 +140,17 @@ class BackupCatalog:
                 self._manifests.move_to_end(backup_id)
                 return cached
         loaded = manifests.load_manifest(self.backend(tenancy_id), backup_id)
+        self.remember(loaded)
+        return loaded
+
+    def remember(self, manifest: Manifest) -> None:
+        """Cache a manifest this process has just saved (a backup's): the next backup of the
+        volume builds on it and the unique sizes read it, so it is not read back and parsed."""
         with self._lock:
-            self._manifests[backup_id] = loaded
+            self._manifests[manifest.backup_id] = manifest
+            self._manifests.move_to_end(manifest.backup_id)
             while len(self._manifests) > MANIFEST_CACHE_ENTRIES:
                 self._manifests.popitem(last=False)
-        return loaded
 
     def has_manifest(self, tenancy_id: str, backup_id: str) -> bool:
         with self._lock:

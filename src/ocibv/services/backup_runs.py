@@ -250,6 +250,7 @@ class BackupRuns:
             group_backup_id=member.group_backup_id,
             created_at=_iso_from_us(member.created_us),  # the point in time, not "now"
         )
+        self.catalog.remember(manifest)  # durable now; the next backup builds on it
         # what was read, recorded exactly (progress reports are otherwise throttled)
         job.progress(done + last[0], max(total, done + last[1]), force=True)
         return manifest, last[0]

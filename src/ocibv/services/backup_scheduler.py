@@ -73,6 +73,10 @@ class BackupScheduler:
         self.volume_backups = volume_backups
         self.group_backups = group_backups
         self.expiry = expiry
+        # advance's garbage collection: the service time of the last one this process ran,
+        # and how many expiries it has not collected yet (kept across advance calls)
+        self._collected_at: int | None = None
+        self._uncollected = 0
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -123,6 +127,9 @@ class BackupScheduler:
         asset_id = due.assignment.parent_id or ""
         try:
             with self.ctx.db.write() as conn:
+                # Processes racing for the asset's instant queue here (a row lock; SQLite's
+                # write transaction already excludes them); each then reads what is handled.
+                repo.lock(conn, [asset_id])
                 fresh = self._due_for(conn, due.assignment, due.policy, at)
                 if not fresh:
                     return  # another process handled it
@@ -145,6 +152,9 @@ class BackupScheduler:
         except IncorrectState as exc:  # the asset is busy: a later pass takes it
             log.info("scheduled backup of %s waits: %s", asset_id, exc.message)
             report.busy.append(asset_id)
+            return
+        except sa.exc.IntegrityError:  # the instant's row exists: another process took it
+            log.info("scheduled backup of %s: another process took the instant", asset_id)
             return
         report.created.append(backup.id)
 
@@ -212,14 +222,27 @@ class BackupScheduler:
         """Move the service clock forward by ``seconds``, stopping at every instant a schedule
         fires or a backup expires, in order: at each, take the backups and expiries due and
         ``drain`` (wait until their jobs are done) before moving on. ``collect`` (garbage
-        collection of the store) runs after every simulated week that expired backups, and at
-        the end: a simulated year would otherwise keep a year of deleted chunks on disk until
-        the hourly collection of real time."""
+        collection of the store) runs once a simulated week has passed since its last run in
+        this process if backups expired meanwhile, checked at every step and at the end; the
+        first ``advance`` of a process also collects at its end if anything expired. A
+        simulated year would otherwise keep a year of deleted chunks on disk until the hourly
+        collection of real time; collecting after every simulated day costs a read of every
+        manifest per day for a week's worth of garbage at most."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         target = self.ctx.clock.now_us() + int(seconds * 1_000_000)
         report = TickReport()
-        collected_at, uncollected = self.ctx.clock.now_us(), 0
+        first = self._collected_at is None
+        if self._collected_at is None:
+            self._collected_at = self.ctx.clock.now_us()
+
+        def maybe_collect(at: int, *, end: bool) -> None:
+            if collect is None or not self._uncollected or self._collected_at is None:
+                return
+            if at - self._collected_at >= WEEK_US or (end and first):
+                collect()
+                self._collected_at, self._uncollected = at, 0
+
         while True:
             upcoming = self.next_event_us(self.ctx.clock.now_us())
             if upcoming is None or upcoming > target:
@@ -228,16 +251,14 @@ class BackupScheduler:
                 self.ctx.clock.set_us(upcoming)
             done = self.step(upcoming, drain)
             report.add(done)
-            uncollected += len(done.expired)
-            if collect and uncollected and upcoming - collected_at >= WEEK_US:
-                collect()
-                collected_at, uncollected = upcoming, 0
+            self._uncollected += len(done.expired)
+            maybe_collect(upcoming, end=False)
         if target > self.ctx.clock.now_us():
             self.ctx.clock.set_us(target)
         done = self.step(target, drain)
         report.add(done)
-        if collect and (uncollected or done.expired):
-            collect()
+        self._uncollected += len(done.expired)
+        maybe_collect(target, end=True)
         return report
 
     def step(self, at: int, drain: Callable[[], None]) -> TickReport:
