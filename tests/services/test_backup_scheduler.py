@@ -71,6 +71,20 @@ def test_hourly_with_three_hour_retention_over_a_day(world: World) -> None:
         assert len(scheduled_runs.last_instants(conn, volume.id)) == 1
 
 
+def test_scheduled_backups_expire_on_each_database(world_on_each_database: World) -> None:
+    """Expiry reads µs timestamps from the attributes: 64-bit on PostgreSQL too."""
+    world = world_on_each_database
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": hourly_policy(world, 1)}
+    )
+    world.advance(4 * HOUR)
+    made = backups(world, Kind.VOLUME_BACKUP)
+    assert len(made) == 4
+    assert len(live(made)) == 1
+
+
 # Oracle's gold: (period word, retention seconds) in precedence order (the longest period
 # runs when several fall on one instant).
 GOLD = {"yearly": 157_680_000, "monthly": 31_560_000, "weekly": 2_419_200, "daily": 604_800}

@@ -104,6 +104,7 @@ class BackupCatalog:
         self._stores: dict[str, ChunkStore] = {}
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._forgotten: dict[str, dict[str, int]] = {}
+        self._identities: dict[str, bytes] = {}  # identity.json as this process last wrote it
         self._lock = threading.Lock()
 
     def backend(self, tenancy_id: str) -> Backend:
@@ -204,8 +205,16 @@ class BackupCatalog:
         return out
 
     def save_identity(self, tenancy_id: str, identity: JsonObject) -> None:
+        """Write ``identity.json`` unless this process last wrote exactly these bytes (it is
+        refreshed after every backup, and seldom changes: a durable put is an fsync)."""
         doc = {"schema": IDENTITY_SCHEMA, "version": SCHEMA_VERSION, **identity}
-        self.backend(tenancy_id).put(keys.IDENTITY, json.dumps(doc).encode())
+        data = json.dumps(doc).encode()
+        with self._lock:
+            if self._identities.get(tenancy_id) == data:
+                return
+        self.backend(tenancy_id).put(keys.IDENTITY, data)
+        with self._lock:
+            self._identities[tenancy_id] = data
 
     def load_identity(self, tenancy_id: str) -> JsonObject | None:
         try:

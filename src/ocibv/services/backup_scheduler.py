@@ -19,6 +19,7 @@ Rules (docs/design.md, "Backup policies and the scheduler"):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +77,7 @@ class BackupScheduler:
         # advance's garbage collection: the service time of the last one this process ran,
         # and how many expiries it has not collected yet (kept across advance calls)
         self._collected_at: int | None = None
+        self._collected_real = float("-inf")  # time.monotonic() of that collection
         self._uncollected = 0
 
     # --- one pass ---------------------------------------------------------------------------
@@ -218,16 +220,20 @@ class BackupScheduler:
         seconds: float,
         drain: Callable[[], None],
         collect: Callable[[], object] | None = None,
+        collect_grace_seconds: float = 0.0,
     ) -> TickReport:
         """Move the service clock forward by ``seconds``, stopping at every instant a schedule
         fires or a backup expires, in order: at each, take the backups and expiries due and
-        ``drain`` (wait until their jobs are done) before moving on. ``collect`` (garbage
-        collection of the store) runs once a simulated week has passed since its last run in
-        this process if backups expired meanwhile, checked at every step and at the end; the
-        first ``advance`` of a process also collects at its end if anything expired. A
-        simulated year would otherwise keep a year of deleted chunks on disk until the hourly
-        collection of real time; collecting after every simulated day costs a read of every
-        manifest per day for a week's worth of garbage at most."""
+        ``drain`` (wait until their jobs are done) before moving on.
+
+        ``collect`` (garbage collection of the store, with a grace of
+        ``collect_grace_seconds`` of real time) runs when backups expired since this process
+        last collected and both a simulated week and the grace in real time have passed
+        since then — a collection sooner than the grace after the previous one could delete
+        nothing that one condemned, and each reads every manifest; checked at every step.
+        At the end of the first ``advance`` of a process it also runs if anything expired
+        (the grace permitting later). A simulated year would otherwise keep a year of
+        deleted chunks on disk until the hourly collection of real time."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         target = self.ctx.clock.now_us() + int(seconds * 1_000_000)
@@ -239,9 +245,11 @@ class BackupScheduler:
         def maybe_collect(at: int, *, end: bool) -> None:
             if collect is None or not self._uncollected or self._collected_at is None:
                 return
-            if at - self._collected_at >= WEEK_US or (end and first):
+            spaced = time.monotonic() - self._collected_real >= collect_grace_seconds
+            if (spaced and at - self._collected_at >= WEEK_US) or (end and (first or spaced)):
                 collect()
                 self._collected_at, self._uncollected = at, 0
+                self._collected_real = time.monotonic()
 
         while True:
             upcoming = self.next_event_us(self.ctx.clock.now_us())
