@@ -25,6 +25,12 @@ from click.testing import CliRunner
 from oci_cli.cli import cli as oci_cli_command
 from oci_cli.dynamic_loader import load_service_from_command
 
+# Importing oci_cli sets OCI_PYTHON_SDK_NO_SERVICE_IMPORTS in os.environ: a process started
+# after that (an xdist worker, when e2e paths are given on the command line) would get an
+# ``oci`` without its lazily imported services (``oci.core``). The CLI runs in process with
+# its own environment (``cli_env``), so the variable is not needed here.
+os.environ.pop("OCI_PYTHON_SDK_NO_SERVICE_IMPORTS", None)
+
 from ocibv.bootstrap import ensure_bootstrapped
 from ocibv.cli.main import main as ocibv_command
 from ocibv.cli.serve import api_server_config

@@ -185,11 +185,6 @@ def test_one_advance_of_a_day_takes_every_hourly_backup(world: World) -> None:
     assert len(made) == 24 and len(live(made)) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store v1 GC condemns no pack of the expired scheduled backups here (found when "
-    "the policy and store-v1 branches met; see the closing note)",
-)
 def test_advancing_collects_the_chunks_of_expired_backups(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

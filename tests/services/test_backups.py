@@ -142,3 +142,44 @@ def test_update_and_move(cloud: Cloud) -> None:
         cloud.services.volume_backups.update_volume_backup(
             cloud.caller, backup, {"display_name": "zombie"}, None
         )
+
+
+def test_the_store_describes_backups_in_its_own_schema(cloud: Cloud) -> None:
+    """Catalog records and identity.json carry the documented fields, never a database row,
+    and what recover reads back from them is the backup as the API shows it."""
+    from ocibv.services.backup_catalog import (
+        RECORD_ATTRIBUTES,
+        compartment_from_record,
+        row_from_record,
+    )
+
+    a, b = cloud.volume(), cloud.volume()
+    cloud.services.volume_group_backups.create_volume_group_backup(
+        cloud.caller,
+        {"volume_group_id": cloud.group([a, b]), "freeform_tags": {"k": "v"}},
+        None,
+    )
+    cloud.settle()
+    records = {r["id"]: r for r in cloud.services.catalog.entries(cloud.tenancy)}
+    assert len(records) == 3  # the group backup and its two members
+    for record in records.values():
+        assert (record["schema"], record["version"]) == ("ocibv-catalog-record", 1)
+        kind = row_from_record(record).kind
+        assert set(record["attributes"]) <= set(RECORD_ATTRIBUTES[kind])
+        row = cloud.get(kind, record["id"])
+        back = row_from_record(record)
+        assert (back.compartment_id, back.parent_id, back.created_us) == (
+            row.compartment_id, row.parent_id, row.created_us,
+        )
+        for key in ("type", "source_type", "size_in_gbs", "freeform_tags",
+                    "is_retention_lock_enabled", "retention_expires_us"):
+            assert back.attrs.get(key) == row.attrs.get(key), key
+    identity = cloud.services.catalog.load_identity(cloud.tenancy)
+    assert identity is not None
+    [entry] = [c for c in identity["compartments"] if c["id"] == cloud.compartment]
+    assert set(entry) == {"id", "parent_id", "name", "description", "lifecycle_state",
+                          "created_at_us", "freeform_tags", "defined_tags"}
+    comp = compartment_from_record(cloud.tenancy, entry)
+    assert (comp.compartment_id, comp.display_name) == (
+        cloud.tenancy, cloud.get("compartment", cloud.compartment).display_name,
+    )

@@ -251,7 +251,7 @@ class ChunkStore:
         if packs:
             try:
                 key = write_index_object(self._backend, packs)
-                self.index.mark_read(key)
+                self.index.mark_read(key, packs)
             except BaseException:
                 with self._lock:
                     self._unindexed.update(packs)

@@ -1,9 +1,10 @@
 """The pack index: digest → locations, read from ``index/*.json`` objects, and GC plans.
 
 Index objects are immutable and named by a random id; :class:`PackIndex` remembers which it
-has read, so :meth:`PackIndex.refresh` reads only new ones. A digest may have several
-locations (a repair, concurrent writers, a repack); the newest written by this process comes
-first. See docs/design.md ("Chunks and packs", "Garbage collection").
+has read, so :meth:`PackIndex.refresh` reads only new ones, and forgets the packs of the
+ones GC consolidated away that no listed object names any more (deleted packs). A digest
+may have several locations (a repair, concurrent writers, a repack); the newest written by
+this process comes first. See docs/design.md ("Chunks and packs", "Garbage collection").
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class PackIndex:
         self._primary: dict[str, Location] = {}
         self._extra: dict[str, list[Location]] = {}
         self._read: set[str] = set()
+        self._packs_of: dict[str, set[str]] = {}  # index object read → the pack ids it lists
         self._lock = threading.Lock()
         self.damaged: set[str] = set()
         """Index objects that could not be parsed (skipped; ``scrub`` reports them)."""
@@ -145,10 +147,32 @@ class PackIndex:
                 if not extra:
                     self._extra.pop(digest, None)
 
-    def mark_read(self, key: str) -> None:
-        """Note that index object ``key`` (written by this process) is already merged."""
+    def mark_read(self, key: str, packs: Iterable[str] = ()) -> None:
+        """Note that index object ``key`` (written by this process, listing ``packs``) is
+        already merged."""
         with self._lock:
             self._read.add(key)
+            self._packs_of[key] = set(packs)
+
+    def forget_packs(self, packs: set[str]) -> None:
+        """Drop every location in ``packs`` (collected by GC)."""
+        if not packs:
+            return
+        with self._lock:
+            for digest in [d for d, loc in self._primary.items() if loc.pack in packs] + [
+                d for d, extra in self._extra.items() if any(x.pack in packs for x in extra)
+            ]:
+                kept = [
+                    loc
+                    for loc in (self._primary.get(digest), *self._extra.get(digest, ()))
+                    if loc is not None and loc.pack not in packs
+                ]
+                self._extra.pop(digest, None)
+                self._primary.pop(digest, None)
+                if kept:
+                    self._primary[digest] = kept[0]
+                    if len(kept) > 1:
+                        self._extra[digest] = kept[1:]
 
     def locations(self, digest: str) -> list[Location]:
         with self._lock:
@@ -170,9 +194,15 @@ class PackIndex:
 
     def refresh(self, backend: Backend) -> int:
         """Read the index objects not read yet; return how many. Objects that vanish
-        meanwhile (consolidated by GC) are skipped: their content is in a newer one."""
+        meanwhile (consolidated by GC) are skipped: their content is in a newer one. The
+        packs of objects read before and gone now are forgotten unless a listed object
+        names them (GC writes the consolidated object before deleting the old ones, so a
+        listing without an old object holds every pack of it that still exists)."""
         found = 0
-        for key in index_keys(backend):
+        with self._lock:
+            known = set(self._read)  # an object written while listing is not "vanished"
+        listed = set(index_keys(backend))
+        for key in sorted(listed):
             with self._lock:
                 if key in self._read:
                     continue
@@ -189,5 +219,20 @@ class PackIndex:
             self.add_packs(packs)
             with self._lock:
                 self._read.add(key)
+                self._packs_of[key] = set(packs)
             found += 1
+        self._forget_vanished(known - listed)
         return found
+
+    def _forget_vanished(self, vanished: set[str]) -> None:
+        with self._lock:
+            if not vanished:
+                return
+            gone: set[str] = set()
+            for key in vanished:
+                self._read.discard(key)
+                self.damaged.discard(key)
+                gone |= self._packs_of.pop(key, set())
+            for packs in self._packs_of.values():
+                gone -= packs
+        self.forget_packs(gone)

@@ -43,12 +43,47 @@ MANIFEST_CACHE_ENTRIES = 32
 """Manifests kept in memory (LRU): the cache is bounded, whatever the history."""
 
 
+# The attributes a catalog record keeps, by kind: the API attributes of the backup that are
+# not record members of their own (docs/design.md, "Catalog records"). Nothing else of the
+# database row reaches the store; derived values (unique sizes) are recomputed on recover.
+_RETENTION = (
+    "retention_period",
+    "retention_expires_us",
+    "is_retention_lock_enabled",
+    "is_prevent_deletion_enabled",
+    "is_indefinite_retention_enabled",
+)
+_COMMON = (
+    "type",
+    "source_type",
+    "expiration_us",
+    "size_in_gbs",
+    "time_request_received_us",
+    "requested_type",
+    "freeform_tags",
+    "defined_tags",
+    "system_tags",
+    *_RETENTION,
+)
+RECORD_ATTRIBUTES: dict[Kind, tuple[str, ...]] = {
+    Kind.VOLUME_BACKUP: (
+        *_COMMON,
+        "base_backup_id",
+        "volume_group_backup_id",
+        "kms_key_id",
+        "stored_bytes",
+    ),
+    Kind.VOLUME_GROUP_BACKUP: (*_COMMON, "volume_backup_ids", "member_volume_ids"),
+}
+
+
 def record_from_row(res: Resource) -> JsonObject:
     """The catalog record of a volume or volume group backup (schema v1, docs/design.md)."""
+    kind = Kind(res.kind)
     return {
         "schema": RECORD_SCHEMA,
         "version": SCHEMA_VERSION,
-        "kind": _KIND_NAMES[Kind(res.kind)],
+        "kind": _KIND_NAMES[kind],
         "id": res.id,
         "tenancy_id": res.tenancy_id,
         "compartment_id": res.compartment_id,
@@ -58,7 +93,7 @@ def record_from_row(res: Resource) -> JsonObject:
         "copied_from": res.source_id,
         "created_at_us": res.created_us,
         "updated_at_us": res.updated_us,
-        "attributes": dict(res.attrs),
+        "attributes": {k: res.attrs[k] for k in RECORD_ATTRIBUTES[kind] if k in res.attrs},
     }
 
 
@@ -69,9 +104,15 @@ def row_from_record(record: JsonObject) -> Resource:
         return Resource(**{k: v for k, v in record.items() if k in names})
     if record.get("version") != SCHEMA_VERSION:
         raise StoreFormatError(f"catalog record {record.get('id')}: unknown version")
+    kind = _KINDS[record["kind"]]
+    given = record.get("attributes") or {}
+    attrs = {k: given[k] for k in RECORD_ATTRIBUTES[kind] if k in given}  # unknown: ignored
+    if kind == Kind.VOLUME_BACKUP:
+        attrs["volume_id"] = record.get("source_id")
+    attrs["unique_bytes"] = 0  # recomputed from the manifests by recover
     return Resource(
         id=record["id"],
-        kind=_KINDS[record["kind"]],
+        kind=kind,
         tenancy_id=record["tenancy_id"],
         compartment_id=record["compartment_id"],
         display_name=record["display_name"],
@@ -82,7 +123,45 @@ def row_from_record(record: JsonObject) -> Resource:
         etag=uuid.uuid4().hex,
         parent_id=record.get("source_id"),
         source_id=record.get("copied_from"),
-        attrs=dict(record.get("attributes") or {}),
+        attrs=attrs,
+    )
+
+
+def compartment_record(res: Resource) -> JsonObject:
+    """A compartment as ``identity.json`` lists it (schema v1, docs/design.md)."""
+    return {
+        "id": res.id,
+        "parent_id": res.compartment_id,
+        "name": res.display_name,
+        "description": res.attrs.get("description") or "",
+        "lifecycle_state": res.lifecycle_state,
+        "created_at_us": res.created_us,
+        "freeform_tags": res.attrs.get("freeform_tags") or {},
+        "defined_tags": res.attrs.get("defined_tags") or {},
+    }
+
+
+def compartment_from_record(tenancy_id: str, entry: JsonObject) -> Resource:
+    """A compartment row from ``identity.json`` (v1, or a pre-v1 row dump: unknown fields of
+    the dump are ignored, so documents written by older versions still load)."""
+    if "kind" in entry:  # pre-v1: the row itself
+        names = {f.name for f in fields(Resource)}
+        return Resource(**{k: v for k, v in entry.items() if k in names})
+    return Resource(
+        id=entry["id"],
+        kind=Kind.COMPARTMENT,
+        tenancy_id=tenancy_id,
+        compartment_id=entry["parent_id"],
+        display_name=entry["name"],
+        lifecycle_state=entry.get("lifecycle_state") or "ACTIVE",
+        created_us=int(entry.get("created_at_us") or 0),
+        updated_us=int(entry.get("created_at_us") or 0),
+        etag=uuid.uuid4().hex,
+        attrs={
+            "description": entry.get("description") or "",
+            "freeform_tags": dict(entry.get("freeform_tags") or {}),
+            "defined_tags": dict(entry.get("defined_tags") or {}),
+        },
     )
 
 

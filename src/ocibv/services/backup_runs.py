@@ -32,7 +32,7 @@ from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
 from ocibv.services.attachments import AttachmentService
-from ocibv.services.backup_catalog import BackupCatalog
+from ocibv.services.backup_catalog import BackupCatalog, compartment_record
 from ocibv.services.common import transition
 from ocibv.services.context import ServiceContext
 from ocibv.services.reservations import release, reserve
@@ -323,7 +323,7 @@ class BackupRuns:
                     "description": tenancy.description,
                 },
                 "users": keys,
-                "compartments": [dict(c.__dict__) for c in compartments],
+                "compartments": [compartment_record(c) for c in compartments],
             },
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE
@@ -22,6 +22,8 @@ from ocibv.services.backup_catalog import (
     SCHEMA_VERSION,
     BackupCatalog,
     JsonObject,
+    compartment_from_record,
+    compartment_record,
     record_from_row,
     row_from_record,
 )
@@ -46,13 +48,6 @@ class RecoverResult:
     compartments: int = 0
     backups: int = 0
     skipped: list[str] = field(default_factory=list)
-
-
-def resource_from_entry(entry: JsonObject) -> repo.Resource:
-    """A resource row from an identity document's compartment (fields the row no longer
-    has are ignored, so documents written by older versions still load)."""
-    names = {f.name for f in fields(repo.Resource)}
-    return repo.Resource(**{k: v for k, v in entry.items() if k in names})
 
 
 class StoreHousekeeping:
@@ -135,7 +130,7 @@ class StoreHousekeeping:
                     ids.add_key(conn, user["id"], tenancy_id, user["fingerprint"], user["pem"])
             for comp in identity["compartments"]:
                 if repo.get(conn, comp["id"]) is None:
-                    repo.insert_exact(conn, resource_from_entry(comp))
+                    repo.insert_exact(conn, compartment_from_record(tenancy_id, comp))
                     result.compartments += 1
 
     def _recover_backups(self, tenancy_id: str, result: RecoverResult) -> None:
@@ -210,7 +205,17 @@ def _rewrite_records(backend: Backend) -> int:
     except ObjectNotFound:
         return rewritten
     if "schema" not in identity:
-        doc = {"schema": IDENTITY_SCHEMA, "version": SCHEMA_VERSION, **identity}
+        tenancy_id = identity["tenancy"]["id"]
+        compartments = [
+            compartment_record(compartment_from_record(tenancy_id, c))
+            for c in identity.get("compartments") or []
+        ]
+        doc = {
+            **identity,
+            "schema": IDENTITY_SCHEMA,
+            "version": SCHEMA_VERSION,
+            "compartments": compartments,
+        }
         backend.put(keys.IDENTITY, json.dumps(doc).encode())
     backend.sync()
     return rewritten
