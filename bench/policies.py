@@ -233,7 +233,8 @@ def run(
             store_gib = du(work / "data" / "store") / GIB
             print(
                 f"day {day + 1}: {time.perf_counter() - began:.1f} s, "
-                f"cpu {time.process_time() - cpu_began:.1f} s, store {store_gib:.2f} GiB",
+                f"cpu {time.process_time() - cpu_began:.1f} s, store {store_gib:.2f} GiB, "
+                f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
                 file=sys.stderr,
                 flush=True,
             )
