@@ -259,6 +259,20 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
+    """A tenancy and a compartment on SQLite."""
+    yield from _world(tmp_path)
+
+
+@pytest.fixture
+def world_on_each_database(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    """The same, once per database kind (SQLite, PostgreSQL)."""
+    monkeypatch.setenv("OCIBV_DATABASE_URL", database_url)
+    yield from _world(tmp_path)
+
+
+def _world(tmp_path: Path) -> Iterator[World]:
     services = Services(Settings.load(tmp_path / "data", workers=1))
     services.migrate()
     principal = services.identity.create_tenancy("t")

@@ -71,6 +71,20 @@ def test_hourly_with_three_hour_retention_over_a_day(world: World) -> None:
         assert len(scheduled_runs.last_instants(conn, volume.id)) == 1
 
 
+def test_scheduled_backups_expire_on_each_database(world_on_each_database: World) -> None:
+    """Expiry reads µs timestamps from the attributes: 64-bit on PostgreSQL too."""
+    world = world_on_each_database
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": hourly_policy(world, 1)}
+    )
+    world.advance(4 * HOUR)
+    made = backups(world, Kind.VOLUME_BACKUP)
+    assert len(made) == 4
+    assert len(live(made)) == 1
+
+
 # Oracle's gold: (period word, retention seconds) in precedence order (the longest period
 # runs when several fall on one instant).
 GOLD = {"yearly": 157_680_000, "monthly": 31_560_000, "weekly": 2_419_200, "daily": 604_800}
@@ -208,3 +222,44 @@ def test_advancing_collects_the_chunks_of_expired_backups(
         c.digest for b in kept for c in catalog.manifest(world.caller.tenancy_id, b.id).chunks
     }
     assert stored == referenced
+
+
+def test_advance_collects_garbage_weekly_and_no_sooner_than_its_grace(world: World) -> None:
+    """A collection runs once a simulated week has passed since the last one and backups
+    expired meanwhile; never twice within the grace in real time (a sooner one could delete
+    nothing the previous one condemned); the first advance of a process collects at its
+    end."""
+    volume = world.volume("v")
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    daily = world.services.volume_backup_policies.create_volume_backup_policy(
+        world.caller,
+        {
+            "compartment_id": world.compartment,
+            "schedules": [
+                {"backup_type": "INCREMENTAL", "period": "ONE_DAY", "retention_seconds": 86400}
+            ],
+        },
+        None,
+    )
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller, {"asset_id": volume.id, "policy_id": daily.id}
+    )
+    runs: list[datetime] = []
+    scheduler = world.services.scheduler
+
+    def advance(days: int, grace: float) -> None:
+        scheduler.advance(
+            days * 86400,
+            world.services.drain_jobs,
+            lambda: runs.append(world.services.clock.now()),
+            grace,
+        )
+
+    advance(3, grace=3600)  # two dailies expire; the first advance collects at its end
+    assert len(runs) == 1
+    advance(9, grace=3600)  # a week passes, but not the grace in real time: none
+    assert len(runs) == 1
+    advance(9, grace=0)  # with no grace: at its first step (over a week since the last),
+    assert len(runs) == 4  # a week after that, and at its end (a daily expired since)
+    week = timedelta(days=7, seconds=-1)  # now is the instant plus the real time a step took
+    assert runs[1] - runs[0] >= week and runs[2] - runs[1] >= week

@@ -20,6 +20,7 @@ File format: docs/design.md, "NBD data plane".
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 import zlib
@@ -182,27 +183,31 @@ def _set_bits(bits: bytearray, first: int, last: int) -> None:
         first += 1
 
 
+_NONZERO = re.compile(rb"[^\x00]+")
+
+
 def _ranges(bits: bytes | bytearray, granularity: int, size: int) -> Iterator[tuple[int, int]]:
-    """Merged ``(offset, length)`` runs of set bits, clipped to ``size``."""
-    start: int | None = None
-    index = 0
-    n = len(bits)
-    while index < n:
-        byte = bits[index]
-        if byte in (0, 0xFF) and (byte == 0) == (start is None):  # nothing changes here
-            index += 1
-            continue
-        for bit in range(8):
-            block = index * 8 + bit
-            if (byte >> bit) & 1:
+    """Merged ``(offset, length)`` runs of set bits, clipped to ``size``. Runs of zero bytes
+    are skipped by the regex engine (a 1 TiB volume's record is 2 MiB, mostly zeros); only
+    the non-zero bytes are looked at bit by bit."""
+    for match in _NONZERO.finditer(bits):
+        start: int | None = None
+        for index in range(match.start(), match.end()):
+            byte = bits[index]
+            if byte == 0xFF:
                 if start is None:
-                    start = block
-            elif start is not None:
-                yield _clip(start, block, granularity, size)
-                start = None
-        index += 1
-    if start is not None:
-        yield _clip(start, n * 8, granularity, size)
+                    start = index * 8
+                continue
+            for bit in range(8):
+                block = index * 8 + bit
+                if (byte >> bit) & 1:
+                    if start is None:
+                        start = block
+                elif start is not None:
+                    yield _clip(start, block, granularity, size)
+                    start = None
+        if start is not None:  # a zero byte (or the end) follows the match
+            yield _clip(start, match.end() * 8, granularity, size)
 
 
 def _clip(first: int, end: int, granularity: int, size: int) -> tuple[int, int]:

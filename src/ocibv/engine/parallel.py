@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -29,6 +30,23 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` threads, made on first use and kept: starting eight
+    threads for every backup costs more than a small INCREMENTAL's hashing on a loaded
+    machine. Callers share it (their items interleave); ``fn`` never waits for another
+    item, so sharing cannot deadlock."""
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocibv-chunk")
+            _pools[threads] = pool
+        return pool
+
+
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
     """``fn`` over ``items`` on ``threads`` threads, yielding results as they complete (not
     in input order), with at most ``threads * QUEUE_DEPTH`` items in flight; ``items`` is
@@ -39,19 +57,20 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
     """
     threads = max(1, threads)
     depth = threads * QUEUE_DEPTH
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocibv-chunk") as pool:
-        running: set[Future[R]] = set()
-        try:
-            for item in items:
-                running.add(pool.submit(fn, item))
-                if len(running) >= depth:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            while running:
+    pool = _pool(threads)
+    running: set[Future[R]] = set()
+    try:
+        for item in items:
+            running.add(pool.submit(fn, item))
+            if len(running) >= depth:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
-        finally:
-            for future in running:
-                future.cancel()
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        for future in running:
+            future.cancel()
+        wait(running)  # what already runs finishes before an exception propagates

@@ -183,6 +183,7 @@ class BackupCatalog:
         self._stores: dict[str, ChunkStore] = {}
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._forgotten: dict[str, dict[str, int]] = {}
+        self._identities: dict[str, bytes] = {}  # identity.json as this process last wrote it
         self._lock = threading.Lock()
 
     def backend(self, tenancy_id: str) -> Backend:
@@ -219,11 +220,17 @@ class BackupCatalog:
                 self._manifests.move_to_end(backup_id)
                 return cached
         loaded = manifests.load_manifest(self.backend(tenancy_id), backup_id)
+        self.remember(loaded)
+        return loaded
+
+    def remember(self, manifest: Manifest) -> None:
+        """Cache a manifest this process has just saved (a backup's): the next backup of the
+        volume builds on it and the unique sizes read it, so it is not read back and parsed."""
         with self._lock:
-            self._manifests[backup_id] = loaded
+            self._manifests[manifest.backup_id] = manifest
+            self._manifests.move_to_end(manifest.backup_id)
             while len(self._manifests) > MANIFEST_CACHE_ENTRIES:
                 self._manifests.popitem(last=False)
-        return loaded
 
     def has_manifest(self, tenancy_id: str, backup_id: str) -> bool:
         with self._lock:
@@ -277,8 +284,16 @@ class BackupCatalog:
         return out
 
     def save_identity(self, tenancy_id: str, identity: JsonObject) -> None:
+        """Write ``identity.json`` unless this process last wrote exactly these bytes (it is
+        refreshed after every backup, and seldom changes: a durable put is an fsync)."""
         doc = {"schema": IDENTITY_SCHEMA, "version": SCHEMA_VERSION, **identity}
-        self.backend(tenancy_id).put(keys.IDENTITY, json.dumps(doc).encode())
+        data = json.dumps(doc).encode()
+        with self._lock:
+            if self._identities.get(tenancy_id) == data:
+                return
+        self.backend(tenancy_id).put(keys.IDENTITY, data)
+        with self._lock:
+            self._identities[tenancy_id] = data
 
     def load_identity(self, tenancy_id: str) -> JsonObject | None:
         try:

@@ -43,17 +43,25 @@ class TickReport:
 
 
 _ATTRS = resources.c.attrs
+
+
+def _microseconds(key: str) -> sa.ColumnElement[int]:
+    """A µs timestamp from the attributes as a 64-bit integer (``as_integer()`` casts to a
+    32-bit INTEGER on PostgreSQL, which no timestamp in µs fits)."""
+    return sa.cast(_ATTRS[key].as_string(), sa.BigInteger)
+
+
 # Built once (it runs on every scheduler pass): live scheduled backups, group members left out.
 _SCHEDULED = sa.select(
     resources.c.id,
     resources.c.kind,
     resources.c.tenancy_id,
-    _ATTRS["expiration_us"].as_integer(),
-    _ATTRS["retention_expires_us"].as_integer(),
+    _microseconds("expiration_us"),
+    _microseconds("retention_expires_us"),
 ).where(
     resources.c.kind.in_([Kind.VOLUME_BACKUP, Kind.VOLUME_GROUP_BACKUP]),
     resources.c.lifecycle_state.in_(EXPIRABLE_STATES),
-    _ATTRS["expiration_us"].as_integer().is_not(None),
+    _microseconds("expiration_us").is_not(None),
     sa.or_(
         resources.c.kind == Kind.VOLUME_GROUP_BACKUP,
         _ATTRS["volume_group_backup_id"].as_string().is_(None),

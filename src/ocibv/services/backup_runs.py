@@ -269,7 +269,7 @@ class BackupRuns:
             ).stored_bytes
             store.refresh()  # the packs and index objects the helper wrote
         else:
-            stored = engine.backup_volume(
+            manifest = engine.backup_volume(
                 store,
                 self.ctx.settings.volume_path(member.volume_id),
                 backup_id=member.id,
@@ -283,7 +283,9 @@ class BackupRuns:
                 workers=self.ctx.settings.workers,
                 group_backup_id=member.group_backup_id,
                 created_at=created_at,
-            ).stored_bytes
+            )
+            self.catalog.remember(manifest)  # durable now; the next backup builds on it
+            stored = manifest.stored_bytes
         # what was read, recorded exactly (progress reports are otherwise throttled)
         job.progress(done + last[0], max(total, done + last[1]), force=True)
         return stored, last[0]

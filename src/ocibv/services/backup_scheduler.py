@@ -19,6 +19,7 @@ Rules (docs/design.md, "Backup policies and the scheduler"):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +74,11 @@ class BackupScheduler:
         self.volume_backups = volume_backups
         self.group_backups = group_backups
         self.expiry = expiry
+        # advance's garbage collection: the service time of the last one this process ran,
+        # and how many expiries it has not collected yet (kept across advance calls)
+        self._collected_at: int | None = None
+        self._collected_real = float("-inf")  # time.monotonic() of that collection
+        self._uncollected = 0
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -123,6 +129,9 @@ class BackupScheduler:
         asset_id = due.assignment.parent_id or ""
         try:
             with self.ctx.db.write() as conn:
+                # Processes racing for the asset's instant queue here (a row lock; SQLite's
+                # write transaction already excludes them); each then reads what is handled.
+                repo.lock(conn, [asset_id])
                 fresh = self._due_for(conn, due.assignment, due.policy, at)
                 if not fresh:
                     return  # another process handled it
@@ -145,6 +154,9 @@ class BackupScheduler:
         except IncorrectState as exc:  # the asset is busy: a later pass takes it
             log.info("scheduled backup of %s waits: %s", asset_id, exc.message)
             report.busy.append(asset_id)
+            return
+        except sa.exc.IntegrityError:  # the instant's row exists: another process took it
+            log.info("scheduled backup of %s: another process took the instant", asset_id)
             return
         report.created.append(backup.id)
 
@@ -208,18 +220,37 @@ class BackupScheduler:
         seconds: float,
         drain: Callable[[], None],
         collect: Callable[[], object] | None = None,
+        collect_grace_seconds: float = 0.0,
     ) -> TickReport:
         """Move the service clock forward by ``seconds``, stopping at every instant a schedule
         fires or a backup expires, in order: at each, take the backups and expiries due and
-        ``drain`` (wait until their jobs are done) before moving on. ``collect`` (garbage
-        collection of the store) runs after every simulated week that expired backups, and at
-        the end: a simulated year would otherwise keep a year of deleted chunks on disk until
-        the hourly collection of real time."""
+        ``drain`` (wait until their jobs are done) before moving on.
+
+        ``collect`` (garbage collection of the store, with a grace of
+        ``collect_grace_seconds`` of real time) runs when backups expired since this process
+        last collected and both a simulated week and the grace in real time have passed
+        since then — a collection sooner than the grace after the previous one could delete
+        nothing that one condemned, and each reads every manifest; checked at every step.
+        At the end of the first ``advance`` of a process it also runs if anything expired
+        (the grace permitting later). A simulated year would otherwise keep a year of
+        deleted chunks on disk until the hourly collection of real time."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         target = self.ctx.clock.now_us() + int(seconds * 1_000_000)
         report = TickReport()
-        collected_at, uncollected = self.ctx.clock.now_us(), 0
+        first = self._collected_at is None
+        if self._collected_at is None:
+            self._collected_at = self.ctx.clock.now_us()
+
+        def maybe_collect(at: int, *, end: bool) -> None:
+            if collect is None or not self._uncollected or self._collected_at is None:
+                return
+            spaced = time.monotonic() - self._collected_real >= collect_grace_seconds
+            if (spaced and at - self._collected_at >= WEEK_US) or (end and (first or spaced)):
+                collect()
+                self._collected_at, self._uncollected = at, 0
+                self._collected_real = time.monotonic()
+
         while True:
             upcoming = self.next_event_us(self.ctx.clock.now_us())
             if upcoming is None or upcoming > target:
@@ -228,16 +259,14 @@ class BackupScheduler:
                 self.ctx.clock.set_us(upcoming)
             done = self.step(upcoming, drain)
             report.add(done)
-            uncollected += len(done.expired)
-            if collect and uncollected and upcoming - collected_at >= WEEK_US:
-                collect()
-                collected_at, uncollected = upcoming, 0
+            self._uncollected += len(done.expired)
+            maybe_collect(upcoming, end=False)
         if target > self.ctx.clock.now_us():
             self.ctx.clock.set_us(target)
         done = self.step(target, drain)
         report.add(done)
-        if collect and (uncollected or done.expired):
-            collect()
+        self._uncollected += len(done.expired)
+        maybe_collect(target, end=True)
         return report
 
     def step(self, at: int, drain: Callable[[], None]) -> TickReport:

@@ -202,13 +202,14 @@ class Services:
 
     def advance_clock(self, seconds: float) -> TickReport:
         """``ocibv clock advance``: every scheduled backup and expiry on the way, finished,
-        and the store's garbage collected as the simulated weeks pass (a grace of
-        ``ADVANCE_GC_GRACE_SECONDS`` of real time: far longer than a backup takes between
-        sealing its chunks and saving its manifest)."""
+        and the store's garbage collected as the simulated weeks pass, at most once per
+        ``ADVANCE_GC_GRACE_SECONDS`` of real time — its grace: far longer than a backup takes
+        between sealing its chunks and saving its manifest (``BackupScheduler.advance``)."""
         return self.scheduler.advance(
             seconds,
             self.drain_jobs,
             lambda: self.store_housekeeping.collect_garbage(ADVANCE_GC_GRACE_SECONDS),
+            ADVANCE_GC_GRACE_SECONDS,
         )
 
     def drain_jobs(self, timeout: float = 3600.0) -> None:

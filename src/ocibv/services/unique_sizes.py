@@ -42,36 +42,43 @@ class RefTable:
         self._owners[key] = owner
         self.unique.setdefault(owner, 0)
         self.dirty.add(owner)
+        refs, get = self._refs, self._refs.get  # the loop runs per digest: locals are faster
+        alone = 0
         for digest, size in digests.items():
-            count, xor, _size = self._refs.get(digest, (0, 0, size))
-            if count == 0:
-                self.unique[owner] += size
-            elif count == 1:
+            found = get(digest)
+            if found is None:
+                alone += size
+                refs[digest] = (1, key, size)
+                continue
+            count, xor, known = found
+            if count == 1:
                 sole = self._owners[xor]
-                self.unique[sole] -= size
+                self.unique[sole] -= known
                 self.dirty.add(sole)
-            self._refs[digest] = (count + 1, xor ^ key, size)
+            refs[digest] = (count + 1, xor ^ key, known)
+        self.unique[owner] += alone
 
     def remove(self, owner: str, digests: Iterable[str]) -> None:
         """Forget ``owner``, which named exactly ``digests``."""
         key = _owner_key(owner)
         self.unique.pop(owner, None)
         self.dirty.discard(owner)
+        refs, get = self._refs, self._refs.get
         for digest in digests:
-            found = self._refs.get(digest)
+            found = get(digest)
             if found is None:
                 continue
             count, xor, size = found
-            count, xor = count - 1, xor ^ key
-            if count <= 0:
-                del self._refs[digest]
+            if count <= 1:
+                del refs[digest]
                 continue
-            if count == 1:
+            xor ^= key
+            if count == 2:
                 sole = self._owners.get(xor)
                 if sole is not None and sole in self.unique:
                     self.unique[sole] += size
                     self.dirty.add(sole)
-            self._refs[digest] = (count, xor, size)
+            refs[digest] = (count - 1, xor, size)
         self._owners.pop(key, None)
 
     def take_dirty(self) -> dict[str, int]:
