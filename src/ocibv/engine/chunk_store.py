@@ -34,6 +34,12 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "ChunkRef", "ChunkStore", "chunk_digest"]
 _Pending = list[tuple[str, bytes, int]]  # (digest, blob, plaintext size)
 MAX_UPLOADS = 4
 """Full packs written at once (each holds ``pack_size`` bytes of memory until written)."""
+MAX_PACK_BLOBS = 16384
+"""Blobs per pack at most: a pack of tiny blobs (sparse chunks compress to a few dozen
+bytes) would otherwise hold ~100,000 entries in memory and in its trailer."""
+INDEX_BATCH = 32768
+"""Index entries a writer holds before it writes an index object for them (a backup of
+a million chunks writes ~30 index objects as it goes, not one at the end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,7 @@ class ChunkStore:
         self._buffer_bytes = 0
         self._pending: dict[str, int] = {}  # digest → blob size, buffered or being written
         self._unindexed: PackEntries = {}
+        self._unindexed_count = 0
         self._busy = 0  # packs being written plus index objects being written
         self._uploads = threading.BoundedSemaphore(MAX_UPLOADS)
 
@@ -179,7 +186,7 @@ class ChunkStore:
                 self._pending[digest] = len(blob)
                 self._buffer.append((digest, blob, size))
                 self._buffer_bytes += len(blob)
-                if self._buffer_bytes >= self.pack_size:
+                if self._buffer_bytes >= self.pack_size or len(self._buffer) >= MAX_PACK_BLOBS:
                     full.append(self._buffer)
                     self._buffer, self._buffer_bytes = [], 0
                     self._busy += 1
@@ -223,14 +230,35 @@ class ChunkStore:
                 self._busy -= 1
                 self._cond.notify_all()
             raise
-        for digest, loc in entries:
-            self.index.add(digest, loc, prefer=True)
+        self.index.add_many(entries, prefer=True)
+        index_now: PackEntries = {}
         with self._lock:
             for digest, _blob, _size in blobs:
                 self._pending.pop(digest, None)
             self._unindexed[pack_id] = entries
-            self._busy -= 1
-            self._cond.notify_all()
+            self._unindexed_count += len(entries)
+            if self._unindexed_count >= INDEX_BATCH:  # a large backup: index as it goes
+                index_now, self._unindexed, self._unindexed_count = self._unindexed, {}, 0
+            else:
+                self._busy -= 1
+                self._cond.notify_all()
+        if index_now:
+            self._write_index(index_now)  # ends this pack's ``_busy`` count
+
+    def _write_index(self, packs: PackEntries) -> None:
+        """Write an index object for ``packs`` (``_busy`` already counts it)."""
+        try:
+            key = write_index_object(self._backend, packs)
+            self.index.mark_read(key, packs)
+        except BaseException:
+            with self._lock:
+                self._unindexed.update(packs)
+                self._unindexed_count += sum(len(e) for e in packs.values())
+            raise
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._cond.notify_all()
 
     def flush(self) -> None:
         """Write the partial pack and an index object for every pack written so far, wait
@@ -245,21 +273,11 @@ class ChunkStore:
         with self._lock:
             while self._busy:
                 self._cond.wait()
-            packs, self._unindexed = self._unindexed, {}
+            packs, self._unindexed, self._unindexed_count = self._unindexed, {}, 0
             if packs:
                 self._busy += 1
         if packs:
-            try:
-                key = write_index_object(self._backend, packs)
-                self.index.mark_read(key, packs)
-            except BaseException:
-                with self._lock:
-                    self._unindexed.update(packs)
-                raise
-            finally:
-                with self._lock:
-                    self._busy -= 1
-                    self._cond.notify_all()
+            self._write_index(packs)
         self._backend.sync()
 
     # --- reading ------------------------------------------------------------------------
