@@ -84,7 +84,7 @@ def main() -> int:
         store = ChunkStore(backend)
         table = RefTable()
         previous = backup_volume(store, image, backup_id="b0", volume_id="v", backup_type=FULL)
-        table.add("b0", {e.digest: e.stored_size for e in previous.chunks})
+        table.add("b0", ((e.digest, e.stored_size) for e in previous.chunks))
         times, rss = [], []
         for n in range(1, args.backups + 1):
             with open(image, "r+b") as handle:  # inside the data (never into a hole, which
@@ -95,7 +95,7 @@ def main() -> int:
             start = time.perf_counter()
             previous = backup_volume(store, image, backup_id=f"b{n}", volume_id="v",
                                      backup_type=INCREMENTAL, previous=previous)
-            table.add(f"b{n}", {e.digest: e.stored_size for e in previous.chunks})
+            table.add(f"b{n}", ((e.digest, e.stored_size) for e in previous.chunks))
             table.take_dirty()
             times.append(time.perf_counter() - start)
             rss.append(rss_mb())
