@@ -195,3 +195,26 @@ def test_large_backup_writes_index_objects_as_it_goes(
     assert all(len(e) <= 16 for p in index_mod.index_keys(backend)
                for e in index_mod.read_index_object(backend, p).values())
     assert ChunkStore(backend).missing(e.digest for e in m.chunks) == set()
+
+
+def test_gc_consolidates_into_bounded_index_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocibv.engine import chunk_store, maintenance
+
+    monkeypatch.setattr(chunk_store, "MAX_PACK_BLOBS", 16)
+    monkeypatch.setattr(maintenance, "INDEX_BATCH", 40)
+    monkeypatch.setattr(maintenance, "CONSOLIDATE_AT", 0)
+    image = tmp_path / "v.img"
+    with open(image, "wb") as f:
+        for n in range(200):
+            f.write(n.to_bytes(8, "little") * (CS // 8))
+    backend = MemoryBackend()
+    m = backup_volume(ChunkStore(backend), image, backup_id="f", volume_id="v", chunk_size=CS,
+                      backup_type=FULL)
+    report = maintenance.collect_garbage(ChunkStore(backend), grace_seconds=3600)
+    assert report.index_objects_merged >= 1
+    sizes = [sum(len(e) for e in index_mod.read_index_object(backend, k).values())
+             for k in index_mod.index_keys(backend)]
+    assert len(sizes) >= 4 and max(sizes) <= 40 + 16 and sum(sizes) == 199  # chunk 0 is zeros
+    assert ChunkStore(backend).missing(e.digest for e in m.chunks) == set()
