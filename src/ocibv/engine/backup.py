@@ -17,9 +17,7 @@ touch. Scrub and garbage collection live in ``maintenance``, re-exported here.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -36,7 +34,7 @@ from ocibv.engine.manifest import (
     save_manifest,
     validate_id,
 )
-from ocibv.engine.parallel import QUEUE_DEPTH, batched, bounded_map
+from ocibv.engine.parallel import batched, bounded_map
 from ocibv.engine.volume_files import iter_data_extents
 
 __all__ = [
@@ -151,26 +149,24 @@ def _merge_changed(
         pending = next(changed, None)
 
 
-def _ordered_map(
+def _in_order(
     fn: Callable[[T], R], items: Iterable[T], threads: int
 ) -> Iterator[R]:
-    """``fn`` over ``items`` on ``threads`` threads, yielding results *in input order*
-    (a manifest is written as it is produced), at most ``threads * QUEUE_DEPTH`` in
-    flight; the first exception is re-raised after the running items finish."""
-    threads = max(1, threads)
-    depth = threads * QUEUE_DEPTH
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocibv-chunk") as pool:
-        running: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                running.append(pool.submit(fn, item))
-                if len(running) >= depth:
-                    yield running.popleft().result()
-            while running:
-                yield running.popleft().result()
-        finally:
-            for future in running:
-                future.cancel()
+    """``parallel.bounded_map`` with results put back *in input order* (a manifest is
+    written as it is produced). The work in flight stays bounded by ``bounded_map``; only
+    the results that finished ahead of a slow one wait here (a few entries each), so a
+    thread writing a pack never stalls the others."""
+
+    def numbered(item: tuple[int, T]) -> tuple[int, R]:
+        return item[0], fn(item[1])
+
+    waiting: dict[int, R] = {}
+    following = 0
+    for seq, result in bounded_map(numbered, enumerate(items), threads):
+        waiting[seq] = result
+        while following in waiting:
+            yield waiting.pop(following)
+            following += 1
 
 
 class _ImageReader:
@@ -329,7 +325,7 @@ def backup_volume(
         threads = workers * THREADS_PER_WORKER
         batches = batched(work, _batch_size(chunk_size))
         chunks = ChunkTable()
-        for entries, read in _ordered_map(read_and_store, batches, threads):
+        for entries, read in _in_order(read_and_store, batches, threads):
             chunks.extend(entries)
             done += read
             if progress:

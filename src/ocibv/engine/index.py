@@ -203,6 +203,28 @@ class PackIndex:
             ids = self._pack_ids
             return [Location(ids[pack], off, length, size) for pack, off, length, size in rows]
 
+    def locations_many(self, digests: list[str]) -> dict[str, list[Location]]:
+        """:meth:`locations` of several digests in one query; unknown ones are absent."""
+        keys_ = []
+        for digest in dict.fromkeys(digests):
+            try:
+                keys_.append(bytes.fromhex(digest))
+            except ValueError:
+                continue
+        out: dict[str, list[Location]] = {}
+        for start in range(0, len(keys_), _IN_CLAUSE):
+            part = keys_[start : start + _IN_CLAUSE]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT digest, pack, off, len, size FROM loc WHERE digest IN ({marks}) "
+                    "ORDER BY digest, rank", part,
+                ).fetchall()
+                ids = self._pack_ids
+                for digest, pack, off, length, size in rows:
+                    out.setdefault(digest.hex(), []).append(Location(ids[pack], off, length, size))
+        return out
+
     def __contains__(self, digest: object) -> bool:
         if not isinstance(digest, str):
             return False
