@@ -81,6 +81,7 @@ class ChunkStore:
         self.index = PackIndex()
         self._condemned: set[str] = set()
         self._loaded = False
+        self._load_lock = threading.Lock()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._buffer: _Pending = []
@@ -105,11 +106,11 @@ class ChunkStore:
         self._loaded = True
 
     def _ensure_loaded(self) -> None:
-        if not self._loaded:
-            with self._lock:
-                if self._loaded:
-                    return
-            self.refresh()
+        if self._loaded:
+            return
+        with self._load_lock:  # one thread reads the index; the others wait for it
+            if not self._loaded:
+                self.refresh()
 
     def _usable_many(self, digests: list[str]) -> dict[str, Location]:
         """:meth:`_usable` of several digests (one index query); unknown ones are absent."""

@@ -132,6 +132,7 @@ class PackIndex:
         self._read: set[str] = set()
         self._packs_of: dict[str, set[str]] = {}  # index object read → the pack ids it lists
         self._lock = threading.RLock()
+        self._refresh_lock = threading.Lock()
         self.damaged: set[str] = set()
         """Index objects that could not be parsed (skipped; ``scrub`` reports them)."""
 
@@ -263,7 +264,12 @@ class PackIndex:
         meanwhile (consolidated by GC) are skipped: their content is in a newer one. The
         packs of objects read before and gone now are forgotten unless a listed object
         names them (GC writes the consolidated object before deleting the old ones, so a
-        listing without an old object holds every pack of it that still exists)."""
+        listing without an old object holds every pack of it that still exists). One
+        refresh runs at a time: threads that ask together read each object once."""
+        with self._refresh_lock:
+            return self._refresh(backend)
+
+    def _refresh(self, backend: Backend) -> int:
         found = 0
         with self._lock:
             known = set(self._read)  # an object written while listing is not "vanished"
