@@ -216,9 +216,20 @@ class ChunkStore:
                     full.append(self._buffer)
                     self._buffer, self._buffer_bytes = [], 0
                     self._busy += 1
-        for pack in full:
-            with self._uploads:
-                self._write_pack(pack)
+        for n, pack in enumerate(full):
+            try:
+                with self._uploads:
+                    self._write_pack(pack)
+            except BaseException:
+                # the packs not written yet were counted in ``_busy``: uncount them, or the
+                # next ``flush`` of this store waits for ever
+                with self._lock:
+                    for rest in full[n + 1 :]:
+                        for digest, _blob, _size in rest:
+                            self._pending.pop(digest, None)
+                        self._busy -= 1
+                    self._cond.notify_all()
+                raise
 
     def abandon_buffer(self) -> int:
         """Drop the blobs buffered for the next pack (after a failed backup); return how
