@@ -190,3 +190,31 @@ def test_a_raw_blob_decoded_as_a_view_is_still_verified() -> None:
     blob[1000] ^= 1
     with pytest.raises(IntegrityError):
         codec.decode_view(chunk_digest(noise), memoryview(blob))
+
+
+def test_a_failed_pack_write_does_not_leave_flush_waiting() -> None:
+    """Several packs filled by one call, the first write fails: the others are uncounted,
+    so the next flush of the same store returns (it used to wait for ever)."""
+    from ocibv.engine.errors import BackendError
+
+    backend = MemoryBackend()
+    store = ChunkStore(backend, pack_size=1024)
+    real = backend.put_parts
+    calls = [0]
+
+    def failing(key: str, parts: list[bytes]) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise BackendError("injected")
+        real(key, parts)
+
+    backend.put_parts = failing  # type: ignore[method-assign]
+    with pytest.raises(BackendError):
+        store.put_chunks([random_bytes(4096, n) for n in range(3)])
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (store.flush(), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(10)
+    ref = store.put_chunk(random_bytes(4096, 7))
+    store.flush()
+    assert ChunkStore(backend).get_chunk(ref.digest) == random_bytes(4096, 7)

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_digest
 from ocibv.engine.errors import IntegrityError, VolumeImageError
@@ -28,6 +28,7 @@ from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scr
 from ocibv.engine.manifest import (
     BackupType,
     ChunkEntry,
+    ChunkTable,
     Manifest,
     delete_manifest,
     save_manifest,
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class SnapshotSource(Protocol):
@@ -113,16 +116,74 @@ def _allocated_chunks(
         next_index = max(next_index, last + 1)
 
 
-def _changed_chunks(ranges: Iterable[tuple[int, int]], size: int, chunk_size: int) -> list[int]:
-    """Sorted indices of the chunks that ``(offset, length)`` ranges touch, within ``size``."""
-    indices: set[int] = set()
+def _check_ranges(ranges: list[tuple[int, int]]) -> None:
     for offset, length in ranges:
         if offset < 0 or length < 0:
             raise ValueError(f"bad changed range ({offset}, {length})")
+
+
+def _changed_indices(
+    ranges: list[tuple[int, int]], size: int, chunk_size: int
+) -> Iterator[int]:
+    """Increasing indices of the chunks that sorted ``(offset, length)`` ranges touch,
+    within ``size``, each once (streamed: no list of a volume's chunks)."""
+    last = -1
+    for offset, length in ranges:
         end = min(offset + length, size)
-        if end > offset:
-            indices.update(range(offset // chunk_size, (end - 1) // chunk_size + 1))
-    return sorted(indices)
+        if end <= offset:
+            continue
+        first = max(offset // chunk_size, last + 1)
+        stop = (end - 1) // chunk_size
+        yield from range(first, stop + 1)
+        last = max(last, stop)
+
+
+def _merge_changed(
+    previous: Iterable[ChunkEntry], ranges: list[tuple[int, int]], size: int,
+    chunk_size: int, reader: _ImageReader,
+) -> Iterator[int | ChunkEntry]:
+    """An INCREMENTAL with changed ranges, in chunk order: the index of every chunk to read
+    (changed, or sized unlike its slot after a resize) and every entry of ``previous`` kept
+    as it is. Both inputs are streams sorted by index."""
+    changed = _changed_indices(ranges, size, chunk_size)
+    pending = next(changed, None)
+    for entry in previous:
+        index = entry.chunk_index
+        while pending is not None and pending < index:
+            yield pending
+            pending = next(changed, None)
+        if pending == index:
+            yield pending
+            pending = next(changed, None)
+        elif index * chunk_size >= size:
+            continue
+        elif entry.size != reader.slot_size(index):  # the volume grew: read it again
+            yield index
+        else:
+            yield entry
+    while pending is not None:
+        yield pending
+        pending = next(changed, None)
+
+
+def _in_order(
+    fn: Callable[[T], R], items: Iterable[T], threads: int
+) -> Iterator[R]:
+    """``parallel.bounded_map`` with results put back *in input order* (a manifest is
+    written as it is produced). The work in flight stays bounded by ``bounded_map``; only
+    the results that finished ahead of a slow one wait here (a few entries each), so a
+    thread writing a pack never stalls the others."""
+
+    def numbered(item: tuple[int, T]) -> tuple[int, R]:
+        return item[0], fn(item[1])
+
+    waiting: dict[int, R] = {}
+    following = 0
+    for seq, result in bounded_map(numbered, enumerate(items), threads):
+        waiting[seq] = result
+        while following in waiting:
+            yield waiting.pop(following)
+            following += 1
 
 
 class _ImageReader:
@@ -224,66 +285,71 @@ def backup_volume(
     try:
         size = snapshot.size if snapshot is not None else os.fstat(fd).st_size
         reader = _ImageReader(fd, size, chunk_size, snapshot)
-        entries: dict[int, ChunkEntry] = {}
         seam = (
             changed_ranges is not None
             and not full
             and previous is not None
             and previous.chunk_size == chunk_size
         )
+        # Work items in chunk order: an index to read, or an entry kept from ``previous``.
+        # Streamed, never listed: the manifest is written as results come back in order.
         if seam and previous is not None and changed_ranges is not None:
-            to_read: list[int] = _changed_chunks(changed_ranges, size, chunk_size)
-            skip = set(to_read)
-            for entry in previous.chunks:
-                if entry.chunk_index in skip or entry.chunk_index * chunk_size >= size:
-                    continue
-                if entry.size != reader.slot_size(entry.chunk_index):  # volume grew: re-read
-                    to_read.append(entry.chunk_index)
-                else:
-                    entries[entry.chunk_index] = entry
-            to_read.sort()
-            indices: Iterable[int] = to_read
-            total = sum(reader.slot_size(i) for i in to_read)
+            ranges = sorted(changed_ranges)
+            _check_ranges(ranges)
+            kept = previous
+
+            def items() -> Iterator[int | ChunkEntry]:
+                return _merge_changed(kept.chunks, ranges, size, chunk_size, reader)
+
+            total = sum(reader.slot_size(i) for i in items() if isinstance(i, int))
+            work: Iterable[int | ChunkEntry] = items()
         else:
-            indices = _allocated_chunks(fd, size, chunk_size, snapshot)
+            work = _allocated_chunks(fd, size, chunk_size, snapshot)
             total = sum(
                 reader.slot_size(i) for i in _allocated_chunks(fd, size, chunk_size, snapshot)
             )
 
-        def read_and_store(batch: list[int]) -> list[tuple[int, ChunkEntry | None]]:
-            out: list[tuple[int, ChunkEntry | None]] = []
+        def read_and_store(batch: list[int | ChunkEntry]) -> tuple[list[ChunkEntry], int]:
+            """The batch's entries in order (all-zero chunks dropped), and the bytes read."""
+            found: dict[int, ChunkEntry] = {}
             indices: list[int] = []
+            read = 0
 
             def datas() -> Iterator[bytes]:  # read lazily: one plaintext in memory at a time
-                for index in batch:
-                    data = reader.read(index)
-                    if data is None:
-                        out.append((index, None))
-                    else:
-                        indices.append(index)
+                nonlocal read
+                for item in batch:
+                    if not isinstance(item, int):
+                        continue
+                    data = reader.read(item)
+                    read += reader.slot_size(item)
+                    if data is not None:
+                        indices.append(item)
                         yield data
 
             refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
             for index, ref in zip(indices, refs, strict=True):
-                out.append((index, ChunkEntry(index, ref.digest, ref.size, ref.stored_size)))
-            return out
+                found[index] = ChunkEntry(index, ref.digest, ref.size, ref.stored_size)
+            out = []
+            for item in batch:
+                if isinstance(item, int):
+                    entry = found.get(item)
+                    if entry is not None:
+                        out.append(entry)
+                else:
+                    out.append(item)
+            return out, read
 
         done = 0
         if progress:
             progress(0, total)
         threads = workers * THREADS_PER_WORKER
-        batches = batched(indices, _batch_size(chunk_size))
-        for results in bounded_map(read_and_store, batches, threads):
-            for index, stored in results:
-                if stored is None:
-                    entries.pop(index, None)
-                else:
-                    entries[index] = stored
-                done += reader.slot_size(index)
+        batches = batched(work, _batch_size(chunk_size))
+        chunks = ChunkTable()
+        for entries, read in _in_order(read_and_store, batches, threads):
+            chunks.extend(entries)
+            done += read
             if progress:
                 progress(done, total)
-        chunks = [entries[i] for i in sorted(entries)]
-        entries.clear()
         store.flush()
         manifest = Manifest(
             backup_id=backup_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -100,52 +101,80 @@ def existing_packs(backend: Backend) -> set[str]:
     return out
 
 
+INDEX_CACHE_KIB = 8192
+"""Page cache of the index's SQLite table (the rest stays in its temporary file)."""
+_IN_CLAUSE = 500
+
+
 class PackIndex:
-    """In-memory union of the index objects read so far; thread-safe."""
+    """The union of the index objects read so far, plus what this process wrote; thread-safe.
+
+    Held in a private temporary SQLite database on disk (``sqlite3.connect("")``): one row
+    per location — binary digest, pack number, offset, length, size, rank — and a page cache
+    of ``INDEX_CACHE_KIB``, so the memory it takes does not grow with the number of chunks
+    (a Python dict of hex digests and ``Location`` objects took ~350 bytes per chunk). The
+    rank orders a digest's locations: the newest written by this process (``prefer``) first,
+    then the others in the order they were added."""
 
     def __init__(self) -> None:
-        self._primary: dict[str, Location] = {}
-        self._extra: dict[str, list[Location]] = {}
+        self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        for pragma in (f"cache_size=-{INDEX_CACHE_KIB}", "journal_mode=OFF", "synchronous=OFF",
+                       "temp_store=FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute(
+            "CREATE TABLE loc (digest BLOB NOT NULL, pack INTEGER NOT NULL, "
+            "off INTEGER NOT NULL, len INTEGER NOT NULL, size INTEGER NOT NULL, "
+            "rank INTEGER NOT NULL, PRIMARY KEY (digest, pack, off)) WITHOUT ROWID"
+        )
+        self._pack_ids: list[str] = []
+        self._pack_no: dict[str, int] = {}
+        self._rank = 0
         self._read: set[str] = set()
         self._packs_of: dict[str, set[str]] = {}  # index object read → the pack ids it lists
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._refresh_lock = threading.Lock()
         self.damaged: set[str] = set()
         """Index objects that could not be parsed (skipped; ``scrub`` reports them)."""
 
+    def _number(self, pack: str) -> int:
+        number = self._pack_no.get(pack)
+        if number is None:
+            number = self._pack_no[pack] = len(self._pack_ids)
+            self._pack_ids.append(pack)
+        return number
+
     def add(self, digest: str, loc: Location, *, prefer: bool = False) -> None:
+        self.add_many([(digest, loc)], prefer=prefer)
+
+    def add_many(self, entries: Iterable[tuple[str, Location]], *, prefer: bool = False) -> None:
+        """Add locations (a location already known keeps its place)."""
         with self._lock:
-            first = self._primary.get(digest)
-            if first is None:
-                self._primary[digest] = loc
-            elif first != loc:
-                extra = self._extra.setdefault(digest, [])
-                if loc in extra:
-                    return
-                if prefer:
-                    self._primary[digest] = loc
-                    extra.insert(0, first)
-                else:
-                    extra.append(loc)
+            rows = []
+            for digest, loc in entries:
+                self._rank += 1
+                rows.append((bytes.fromhex(digest), self._number(loc.pack), loc.offset,
+                             loc.length, loc.size, -self._rank if prefer else self._rank))
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO loc VALUES (?, ?, ?, ?, ?, ?)", rows)
+            finally:
+                self._db.execute("COMMIT")
 
     def add_packs(self, packs: PackEntries, *, prefer: bool = False) -> None:
         for entries in packs.values():
-            for digest, loc in entries:
-                self.add(digest, loc, prefer=prefer)
+            self.add_many(entries, prefer=prefer)
 
     def remove_pack_entries(self, entries: Iterable[tuple[str, Location]]) -> None:
         """Forget locations (of a pack that could not be written)."""
         with self._lock:
-            for digest, loc in entries:
-                extra = self._extra.get(digest, [])
-                if self._primary.get(digest) == loc:
-                    if extra:
-                        self._primary[digest] = extra.pop(0)
-                    else:
-                        del self._primary[digest]
-                elif loc in extra:
-                    extra.remove(loc)
-                if not extra:
-                    self._extra.pop(digest, None)
+            rows = [
+                (bytes.fromhex(digest), self._pack_no[loc.pack], loc.offset)
+                for digest, loc in entries
+                if loc.pack in self._pack_no
+            ]
+            self._db.executemany(
+                "DELETE FROM loc WHERE digest = ? AND pack = ? AND off = ?", rows
+            )
 
     def mark_read(self, key: str, packs: Iterable[str] = ()) -> None:
         """Note that index object ``key`` (written by this process, listing ``packs``) is
@@ -156,48 +185,91 @@ class PackIndex:
 
     def forget_packs(self, packs: set[str]) -> None:
         """Drop every location in ``packs`` (collected by GC)."""
-        if not packs:
-            return
         with self._lock:
-            for digest in [d for d, loc in self._primary.items() if loc.pack in packs] + [
-                d for d, extra in self._extra.items() if any(x.pack in packs for x in extra)
-            ]:
-                kept = [
-                    loc
-                    for loc in (self._primary.get(digest), *self._extra.get(digest, ()))
-                    if loc is not None and loc.pack not in packs
-                ]
-                self._extra.pop(digest, None)
-                self._primary.pop(digest, None)
-                if kept:
-                    self._primary[digest] = kept[0]
-                    if len(kept) > 1:
-                        self._extra[digest] = kept[1:]
+            numbers = [self._pack_no[p] for p in packs if p in self._pack_no]
+            for start in range(0, len(numbers), _IN_CLAUSE):
+                part = numbers[start : start + _IN_CLAUSE]
+                marks = ",".join("?" * len(part))
+                self._db.execute(f"DELETE FROM loc WHERE pack IN ({marks})", part)
 
     def locations(self, digest: str) -> list[Location]:
+        try:
+            key = bytes.fromhex(digest)
+        except ValueError:
+            return []
         with self._lock:
-            first = self._primary.get(digest)
-            if first is None:
-                return []
-            return [first, *self._extra.get(digest, ())]
+            rows = self._db.execute(
+                "SELECT pack, off, len, size FROM loc WHERE digest = ? ORDER BY rank", (key,)
+            ).fetchall()
+            ids = self._pack_ids
+            return [Location(ids[pack], off, length, size) for pack, off, length, size in rows]
+
+    def locations_many(self, digests: list[str]) -> dict[str, list[Location]]:
+        """:meth:`locations` of several digests in one query; unknown ones are absent."""
+        keys_ = []
+        for digest in dict.fromkeys(digests):
+            try:
+                keys_.append(bytes.fromhex(digest))
+            except ValueError:
+                continue
+        out: dict[str, list[Location]] = {}
+        for start in range(0, len(keys_), _IN_CLAUSE):
+            part = keys_[start : start + _IN_CLAUSE]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT digest, pack, off, len, size FROM loc WHERE digest IN ({marks}) "
+                    "ORDER BY digest, rank", part,
+                ).fetchall()
+                ids = self._pack_ids
+                for digest, pack, off, length, size in rows:
+                    out.setdefault(digest.hex(), []).append(Location(ids[pack], off, length, size))
+        return out
 
     def __contains__(self, digest: object) -> bool:
-        return digest in self._primary
+        if not isinstance(digest, str):
+            return False
+        try:
+            key = bytes.fromhex(digest)
+        except ValueError:
+            return False
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM loc WHERE digest = ? LIMIT 1", (key,))
+            return row.fetchone() is not None
 
     def __len__(self) -> int:
-        return len(self._primary)
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT digest FROM loc)"
+            ).fetchone()
+            return int(count)
 
     def digests(self) -> Iterator[str]:
-        with self._lock:
-            names = list(self._primary)
-        yield from names
+        """Every indexed digest, in digest order, read a page at a time."""
+        last = b""
+        while True:
+            with self._lock:
+                page = self._db.execute(
+                    "SELECT DISTINCT digest FROM loc WHERE digest > ? ORDER BY digest "
+                    "LIMIT 4096", (last,)
+                ).fetchall()
+            if not page:
+                return
+            for (digest,) in page:
+                yield digest.hex()
+            last = page[-1][0]
 
     def refresh(self, backend: Backend) -> int:
         """Read the index objects not read yet; return how many. Objects that vanish
         meanwhile (consolidated by GC) are skipped: their content is in a newer one. The
         packs of objects read before and gone now are forgotten unless a listed object
         names them (GC writes the consolidated object before deleting the old ones, so a
-        listing without an old object holds every pack of it that still exists)."""
+        listing without an old object holds every pack of it that still exists). One
+        refresh runs at a time: threads that ask together read each object once."""
+        with self._refresh_lock:
+            return self._refresh(backend)
+
+    def _refresh(self, backend: Backend) -> int:
         found = 0
         with self._lock:
             known = set(self._read)  # an object written while listing is not "vanished"

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
-from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.chunk_store import INDEX_BATCH, ChunkStore
 from ocibv.engine.errors import ChunkNotFound, IntegrityError, ObjectNotFound
 from ocibv.engine.index import (
     PLAN_VERSION,
@@ -188,7 +188,12 @@ def _read_indexes(backend: Backend) -> tuple[list[str], PackEntries, dict[str, f
             continue
         read.append(key)
         for pid, entries in content.items():
-            packs.setdefault(pid, []).extend(e for e in entries if e not in packs.get(pid, []))
+            known = packs.get(pid)
+            if known is None:
+                packs[pid] = list(entries)
+            else:  # a pack in two index objects (a consolidation under way): once each
+                seen = set(known)
+                known.extend(e for e in entries if e not in seen)
             times[pid] = min(times.get(pid, mtime), mtime)
     return read, packs, times
 
@@ -280,8 +285,8 @@ def collect_garbage(
 
     if report.packs_deleted or len(read) > CONSOLIDATE_AT:
         merged = {pid: entries for pid, entries in packs.items() if pid in existing}
-        if merged:
-            write_index_object(backend, merged)
+        for part in _split(merged, INDEX_BATCH):  # objects a reader parses in bounded memory
+            write_index_object(backend, part)
         backend.sync()
         for key in read:
             backend.delete(key)
@@ -290,6 +295,20 @@ def collect_garbage(
     report.temporaries_removed = backend.cleanup(min(cutoff, time.time() - TEMPORARY_MIN_AGE))
     backend.sync()
     return report
+
+
+def _split(packs: PackEntries, entries: int) -> Iterator[PackEntries]:
+    """``packs`` in groups of about ``entries`` index entries (whole packs)."""
+    part: PackEntries = {}
+    count = 0
+    for pid, pack_entries in packs.items():
+        part[pid] = pack_entries
+        count += len(pack_entries)
+        if count >= entries:
+            yield part
+            part, count = {}, 0
+    if part:
+        yield part
 
 
 def _repack(

@@ -12,12 +12,17 @@ is BLAKE3-256 of exactly the BODY bytes. See ``docs/design.md``.
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
-from collections.abc import Iterable, Iterator
+import sqlite3
+import struct
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple, overload
 
 import blake3
 
@@ -56,9 +61,126 @@ class ChunkEntry(NamedTuple):
     stored_size: int
 
 
+_RECORD = struct.Struct("<Q32sII")
+"""A chunk entry in a :class:`ChunkTable`: index, binary digest, size, stored size."""
+SPOOL_BYTES = 1 << 20
+"""Bytes of entries a :class:`ChunkTable` keeps in memory before it moves to a temp file."""
+_READ_RECORDS = 4096
+
+
+class ChunkTable(Sequence[ChunkEntry]):
+    """The chunk entries of a manifest in compact form: 48 bytes per entry (binary digest)
+    in memory up to ``SPOOL_BYTES``, then in an anonymous temporary file — so a manifest of
+    a million chunks costs no memory to hold, and a backup or a reader streams through it.
+    Append-only; thread-safe."""
+
+    def __init__(self, entries: Iterable[ChunkEntry] = ()) -> None:
+        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - lives with the table
+        self._count = 0
+        self._lock = threading.Lock()
+        self.extend(entries)
+
+    def append(self, entry: ChunkEntry) -> None:
+        self.extend((entry,))
+
+    def extend(self, entries: Iterable[ChunkEntry]) -> None:
+        pack = _RECORD.pack
+        out = []
+        for index, digest, size, stored in entries:
+            out.append(pack(index, bytes.fromhex(digest), size, stored))
+        self.extend_records(b"".join(out), len(out))
+
+    def extend_records(self, records: bytes, count: int) -> None:
+        """Append ``count`` packed records."""
+        if not count:
+            return
+        with self._lock:
+            self._file.seek(self._count * _RECORD.size)
+            self._file.write(records)
+            self._count += count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _records(self, first: int, count: int) -> bytes:
+        with self._lock:
+            self._file.seek(first * _RECORD.size)
+            return self._file.read(count * _RECORD.size)
+
+    def __iter__(self) -> Iterator[ChunkEntry]:
+        position = 0
+        while position < self._count:
+            block = self._records(position, min(_READ_RECORDS, self._count - position))
+            for index, digest, size, stored in _RECORD.iter_unpack(block):
+                yield ChunkEntry(index, digest.hex(), size, stored)
+            position += len(block) // _RECORD.size
+
+    @overload
+    def __getitem__(self, item: int) -> ChunkEntry: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> list[ChunkEntry]: ...
+
+    def __getitem__(self, item: int | slice) -> ChunkEntry | list[ChunkEntry]:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(self._count))]
+        if item < 0:
+            item += self._count
+        if not 0 <= item < self._count:
+            raise IndexError("chunk table index out of range")
+        index, digest, size, stored = _RECORD.unpack(self._records(item, 1))
+        return ChunkEntry(index, digest.hex(), size, stored)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<ChunkTable of {self._count} entries>"
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def distinct_stored_bytes(entries: Iterable[ChunkEntry]) -> int:
+    """Sum of ``stored_size`` over the distinct digests of ``entries``, in bounded memory
+    (a temporary on-disk SQLite table once there are many)."""
+    seen: dict[str, int] = {}
+    iterator = iter(entries)
+    for entry in iterator:
+        seen[entry.digest] = entry.stored_size
+        if len(seen) >= _DISTINCT_IN_MEMORY:
+            break
+    else:
+        return sum(seen.values())
+    db = sqlite3.connect("")  # private temporary database on disk, deleted on close
+    try:
+        db.execute("PRAGMA cache_size=-4096")
+        db.execute("CREATE TABLE d (digest BLOB PRIMARY KEY, stored INTEGER) WITHOUT ROWID")
+        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)",
+                       ((bytes.fromhex(d), s) for d, s in seen.items()))
+        seen.clear()
+        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)",
+                       ((bytes.fromhex(e.digest), e.stored_size) for e in iterator))
+        (total,) = db.execute("SELECT COALESCE(SUM(stored), 0) FROM d").fetchone()
+        return int(total)
+    finally:
+        db.close()
+
+
+_DISTINCT_IN_MEMORY = 100_000
+
+
+ChunkList = list[ChunkEntry] | ChunkTable
+
+
 @dataclass
 class Manifest:
-    """One volume backup. ``chunks`` is sorted by index and holds non-zero chunks only."""
+    """One volume backup. ``chunks`` is sorted by index and holds non-zero chunks only: a
+    list, or (when written by a backup or read from the store) a :class:`ChunkTable`."""
 
     backup_id: str
     volume_id: str
@@ -66,7 +188,7 @@ class Manifest:
     chunk_size: int
     created_at: str
     type: BackupType
-    chunks: list[ChunkEntry] = field(default_factory=list)
+    chunks: ChunkList = field(default_factory=list)
     group_backup_id: str | None = None
     format: int = MANIFEST_FORMAT
 
@@ -87,7 +209,7 @@ class Manifest:
     @property
     def stored_bytes(self) -> int:
         """Stored bytes of the distinct chunks this backup needs."""
-        return sum({e.digest: e.stored_size for e in self.chunks}.values())
+        return distinct_stored_bytes(self.chunks)
 
 
 def validate_id(backup_id: str) -> str:
@@ -100,12 +222,6 @@ def validate_id(backup_id: str) -> str:
 def manifest_key(backup_id: str) -> str:
     """Store key of a volume backup's manifest."""
     return keys.manifest_key(validate_id(backup_id))
-
-
-def _seal(body: dict[str, Any]) -> bytes:
-    data = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    digest = blake3.blake3(data).hexdigest().encode("ascii")
-    return _HEAD + digest + _MID + data + b"}"
 
 
 def _unseal(blob: bytes, what: str) -> dict[str, Any]:
@@ -126,26 +242,76 @@ def _unseal(blob: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
+def _header(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "format": manifest.format,
+        "kind": KIND_VOLUME,
+        "backup_id": manifest.backup_id,
+        "volume_id": manifest.volume_id,
+        "volume_size": manifest.volume_size,
+        "chunk_size": manifest.chunk_size,
+        "created_at": manifest.created_at,
+        "type": manifest.type,
+        "group_backup_id": manifest.group_backup_id,
+    }
+
+
+_CHUNKS_KEY = b',"chunks":['
+_ENCODE_BATCH = 4096
+
+
+def _body_pieces(manifest: Manifest, what: str) -> Iterator[bytes]:
+    """The BODY bytes of ``manifest``, piece by piece, exactly as ``json.dumps`` with
+    compact separators writes it (``chunks`` last), checking the entries as they go."""
+    head = json.dumps(_header(manifest), separators=(",", ":"), ensure_ascii=True)
+    yield head.encode("ascii")[:-1] + _CHUNKS_KEY
+    batch: list[bytes] = []
+    first = True
+    for entry in _checked(manifest, what):
+        batch.append(b'[%d,"%s",%d,%d]' % (entry.chunk_index, entry.digest.encode("ascii"),
+                                             entry.size, entry.stored_size))
+        if len(batch) >= _ENCODE_BATCH:
+            yield (b"" if first else b",") + b",".join(batch)
+            first, batch = False, []
+    if batch:
+        yield (b"" if first else b",") + b",".join(batch)
+    yield b"]}"
+
+
 def encode_manifest(manifest: Manifest) -> bytes:
     """The stored bytes of ``manifest``."""
-    return _seal(
-        {
-            "format": manifest.format,
-            "kind": KIND_VOLUME,
-            "backup_id": manifest.backup_id,
-            "volume_id": manifest.volume_id,
-            "volume_size": manifest.volume_size,
-            "chunk_size": manifest.chunk_size,
-            "created_at": manifest.created_at,
-            "type": manifest.type,
-            "group_backup_id": manifest.group_backup_id,
-            "chunks": [list(entry) for entry in manifest.chunks],
-        }
-    )
+    body = b"".join(_body_pieces(manifest, f"manifest {manifest.backup_id}"))
+    return _HEAD + blake3.blake3(body).hexdigest().encode("ascii") + _MID + body + b"}"
+
+
+def _spool_manifest(manifest: Manifest) -> tuple[IO[bytes], int]:
+    """The stored bytes of ``manifest`` in a temporary file (in memory while small), written
+    entry batch by entry batch: the checksum goes in front once the body is hashed."""
+    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 * SPOOL_BYTES)  # noqa: SIM115
+    try:
+        out.write(bytes(_HEAD_LEN))
+        hasher = blake3.blake3()
+        for piece in _body_pieces(manifest, f"manifest {manifest.backup_id}"):
+            hasher.update(piece)
+            out.write(piece)
+        out.write(b"}")
+        size = out.tell()
+        out.seek(0)
+        out.write(_HEAD + hasher.hexdigest().encode("ascii") + _MID)
+        return out, size
+    except BaseException:
+        out.close()
+        raise
 
 
 def decode_manifest(blob: bytes, *, what: str = "manifest") -> Manifest:
     """Parse and check stored manifest bytes; raise IntegrityError if they are not sound."""
+    found = _stream_decode(lambda offset, n: blob[offset : offset + n], len(blob), what)
+    return found if found is not None else _decode_whole(blob, what)
+
+
+def _decode_whole(blob: bytes, what: str) -> Manifest:
+    """Any JSON layout (the streaming reader takes only the one ocibv writes)."""
     doc = _unseal(blob, what)
     try:
         if doc["kind"] != KIND_VOLUME:
@@ -163,11 +329,151 @@ def decode_manifest(blob: bytes, *, what: str = "manifest") -> Manifest:
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{what}: malformed ({exc})") from exc
     check_manifest(manifest, what=what)
+    manifest.chunks = ChunkTable(manifest.chunks)
     return manifest
 
 
-def check_manifest(manifest: Manifest, *, what: str = "manifest") -> None:
-    """Raise IntegrityError unless entries are sorted, in range and sized like their slot."""
+STREAM_WINDOW = 1 << 20
+"""Bytes of a stored manifest read (and held) at once."""
+_ENTRY = re.compile(rb'\[(\d{1,19}),"([0-9a-f]{64})",(\d{1,19}),(\d{1,19})\]')
+_MAX_HEADER = 1 << 16
+
+
+def _stream_decode(
+    read: Callable[[int, int], bytes], size: int, what: str
+) -> Manifest | None:
+    """Read a manifest ``STREAM_WINDOW`` bytes at a time into a :class:`ChunkTable`,
+    checking it as :func:`decode_manifest` does. None when the BODY is not laid out the way
+    ocibv writes it (``json.dumps`` with compact separators, ``chunks`` last): the caller
+    then parses it whole."""
+    if size < _HEAD_LEN + 2:
+        raise IntegrityError(f"{what}: not a manifest document")
+    first = read(0, min(size, STREAM_WINDOW))
+    if not first.startswith(_HEAD) or first[len(_HEAD) + 64 : _HEAD_LEN] != _MID:
+        raise IntegrityError(f"{what}: not a manifest document")
+    expected = first[len(_HEAD) : len(_HEAD) + 64].decode("ascii", "replace")
+    body_end = size - 1  # the document's final "}"
+    hasher = blake3.blake3()
+    state = {"next": len(first)}
+    buf = first[_HEAD_LEN:body_end]
+    hasher.update(buf)
+    last_byte = first[-1:] if len(first) == size else b""
+
+    def more() -> bytes:
+        nonlocal last_byte
+        start = state["next"]
+        if start >= size:
+            return b""
+        data = read(start, min(STREAM_WINDOW, size - start))
+        if not data:
+            raise IntegrityError(f"{what}: shorter than its listed size")
+        state["next"] = start + len(data)
+        if state["next"] >= size:
+            last_byte = data[-1:]
+        piece = data[: max(0, body_end - start)]
+        hasher.update(piece)
+        return piece
+
+    idx = buf.find(_CHUNKS_KEY)
+    while idx < 0 and len(buf) < _MAX_HEADER:
+        piece = more()
+        if not piece:
+            break
+        buf += piece
+        idx = buf.find(_CHUNKS_KEY)
+    if idx < 0:
+        return None
+    try:
+        head = json.loads(buf[:idx] + b"}")
+        if not isinstance(head, dict) or "chunks" in head:
+            return None
+        if head.get("format") != MANIFEST_FORMAT:
+            raise IntegrityError(f"{what}: unsupported manifest format")
+        if head["kind"] != KIND_VOLUME:
+            raise IntegrityError(f"{what}: malformed (kind {head['kind']!r})")
+        manifest = Manifest(
+            backup_id=str(head["backup_id"]),
+            volume_id=str(head["volume_id"]),
+            volume_size=int(head["volume_size"]),
+            chunk_size=int(head["chunk_size"]),
+            created_at=str(head["created_at"]),
+            type=BackupType(head["type"]),
+            chunks=ChunkTable(),
+            group_backup_id=head["group_backup_id"],
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    try:
+        chunk_size, volume_size = manifest.chunk_size, manifest.volume_size
+        if chunk_size <= 0 or volume_size < 0:
+            raise IntegrityError(f"{what}: bad chunk or volume size")
+        table = manifest.chunks
+        assert isinstance(table, ChunkTable)
+        pack = _RECORD.pack
+        unhex = binascii.unhexlify
+        match = _ENTRY.match
+        records: list[bytes] = []
+        previous = -1
+        pos = idx + len(_CHUNKS_KEY)
+        closed = False
+        while True:
+            m = match(buf, pos)
+            if m is None or m.end() >= len(buf):
+                piece = more()
+                if piece:
+                    table.extend_records(b"".join(records), len(records))
+                    records = []
+                    buf = buf[pos:] + piece
+                    pos = 0
+                    continue
+                if m is None:
+                    if not records and not len(table) and buf[pos : pos + 1] == b"]":
+                        pos += 1
+                        closed = True
+                    break
+            index, size_, stored = int(m[1]), int(m[3]), int(m[4])
+            if index <= previous:
+                raise IntegrityError(f"{what}: chunk indices not strictly increasing")
+            start = index * chunk_size
+            if start >= volume_size:
+                raise IntegrityError(f"{what}: chunk {index} beyond the volume")
+            if size_ != min(chunk_size, volume_size - start):
+                raise IntegrityError(f"{what}: chunk {index} has size {size_}")
+            records.append(pack(index, unhex(m[2]), size_, stored))
+            previous = index
+            pos = m.end()
+            sep = buf[pos : pos + 1]
+            pos += 1
+            if sep == b"]":
+                closed = True
+                break
+            if sep != b",":
+                break
+        table.extend_records(b"".join(records), len(records))
+    except IntegrityError:
+        while more():  # damage shows as a checksum mismatch first
+            pass
+        if hasher.hexdigest() != expected:
+            raise IntegrityError(f"{what}: checksum mismatch") from None
+        raise
+    while True:  # the rest must be the BODY's closing brace
+        piece = more()
+        if not piece:
+            break
+        buf += piece
+    if not closed or buf[pos:] != b"}" or last_byte != b"}":
+        if hasher.hexdigest() != expected:
+            raise IntegrityError(f"{what}: checksum mismatch")
+        table.close()
+        return None
+    if hasher.hexdigest() != expected:
+        raise IntegrityError(f"{what}: checksum mismatch")
+    return manifest
+
+
+def _checked(manifest: Manifest, what: str) -> Iterator[ChunkEntry]:
+    """The entries of ``manifest``; IntegrityError at the first that is out of order, out
+    of range, sized unlike its slot or with a malformed digest."""
     if manifest.chunk_size <= 0 or manifest.volume_size < 0:
         raise IntegrityError(f"{what}: bad chunk or volume size")
     previous = -1
@@ -179,9 +485,16 @@ def check_manifest(manifest: Manifest, *, what: str = "manifest") -> None:
             raise IntegrityError(f"{what}: chunk {entry.chunk_index} beyond the volume")
         if entry.size != min(manifest.chunk_size, manifest.volume_size - start):
             raise IntegrityError(f"{what}: chunk {entry.chunk_index} has size {entry.size}")
-        if len(entry.digest) != 64:
+        if len(entry.digest) != 64 or not keys.is_hex(entry.digest, 64):
             raise IntegrityError(f"{what}: chunk {entry.chunk_index} has a malformed digest")
         previous = entry.chunk_index
+        yield entry
+
+
+def check_manifest(manifest: Manifest, *, what: str = "manifest") -> None:
+    """Raise IntegrityError unless entries are sorted, in range and sized like their slot."""
+    for _entry in _checked(manifest, what):
+        pass
 
 
 def _ids(backend: Backend, prefix: str) -> list[str]:
@@ -198,15 +511,24 @@ def save_manifest(backend: Backend, manifest: Manifest) -> None:
 
     Callers save a manifest last, after every chunk it names is durable (``backend.sync()``).
     """
-    check_manifest(manifest, what=f"manifest {manifest.backup_id}")
-    backend.put(manifest_key(manifest.backup_id), encode_manifest(manifest))
+    key = manifest_key(manifest.backup_id)
+    spool, size = _spool_manifest(manifest)  # checks every entry on the way
+    try:
+        backend.put_file(key, spool, size)
+    finally:
+        spool.close()
     backend.sync()
 
 
 def load_manifest(backend: Backend, backup_id: str) -> Manifest:
     """The manifest of ``backup_id``; ObjectNotFound if there is none, IntegrityError if damaged."""
-    blob = backend.get(manifest_key(backup_id))
-    return decode_manifest(blob, what=f"manifest {backup_id}")
+    key = manifest_key(backup_id)
+    what = f"manifest {backup_id}"
+    size = backend.size(key)
+    if size <= STREAM_WINDOW:
+        return decode_manifest(backend.get(key), what=what)
+    found = _stream_decode(lambda offset, n: backend.get_range(key, offset, n), size, what)
+    return found if found is not None else _decode_whole(backend.get(key), what)
 
 
 def list_manifests(backend: Backend) -> list[str]:

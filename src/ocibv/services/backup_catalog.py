@@ -15,7 +15,7 @@ import json
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -26,7 +26,7 @@ from ocibv.engine.backends import child_url, open_backend
 from ocibv.engine.backends.base import Backend
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import IntegrityError, ObjectNotFound, StoreFormatError
-from ocibv.engine.manifest import Manifest
+from ocibv.engine.manifest import ChunkEntry, Manifest
 from ocibv.engine.repository import STORE_FORMAT, open_store_root
 from ocibv.store.resources import Resource
 
@@ -182,7 +182,7 @@ class BackupCatalog:
         open_store_root(self.root)
         self._stores: dict[str, ChunkStore] = {}
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
-        self._forgotten: dict[str, dict[str, int]] = {}
+        self._forgotten: dict[str, Sequence[ChunkEntry]] = {}
         self._identities: dict[str, bytes] = {}  # identity.json as this process last wrote it
         self._lock = threading.Lock()
 
@@ -245,7 +245,7 @@ class BackupCatalog:
         try:
             gone = self.manifest(tenancy_id, backup_id)
             with self._lock:
-                self._forgotten[backup_id] = {e.digest: e.stored_size for e in gone.chunks}
+                self._forgotten[backup_id] = gone.chunks  # compact, on disk when large
         except (ObjectNotFound, IntegrityError):
             pass
         manifests.delete_manifest(self.backend(tenancy_id), backup_id)
@@ -253,8 +253,8 @@ class BackupCatalog:
             self._manifests.pop(backup_id, None)
         self.forget_entry(tenancy_id, backup_id)
 
-    def pop_forgotten(self, backup_id: str) -> dict[str, int] | None:
-        """Digests (→ stored size) of a backup :meth:`forget` deleted; None if unknown."""
+    def pop_forgotten(self, backup_id: str) -> Sequence[ChunkEntry] | None:
+        """The chunk entries of a backup :meth:`forget` deleted; None if unknown."""
         with self._lock:
             return self._forgotten.pop(backup_id, None)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from ocibv.engine.backup_process import BackupRequest, BackupWorkers
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
-from ocibv.engine.manifest import BackupType
+from ocibv.engine.manifest import BackupType, ChunkEntry, Manifest
 from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
@@ -74,15 +74,15 @@ class TenancySizes:
         for owner, members in gone_owners.items():
             if len(members) != sum(1 for o in self.owner_of.values() if o == owner):
                 return False  # part of an owner went: recount
-            union: dict[str, int] = {}
+            gone_chunks: list[Sequence[ChunkEntry]] = []
             for backup_id in members:
-                digests = catalog.pop_forgotten(backup_id)
-                if digests is None:
+                chunks = catalog.pop_forgotten(backup_id)
+                if chunks is None:
                     return False
-                self.members.remove(backup_id, digests)
-                union.update(digests)
+                self.members.remove(backup_id, (e.digest for e in chunks))
+                gone_chunks.append(chunks)
                 del self.owner_of[backup_id]
-            self.owners.remove(owner, union)
+            self.owners.remove(owner, (e.digest for c in gone_chunks for e in c))
         new_owners: dict[str, list[str]] = {}
         for backup_id, row in backups.items():
             if backup_id not in self.owner_of:
@@ -90,19 +90,18 @@ class TenancySizes:
         for owner, members in new_owners.items():
             if owner in self.owners:
                 return False  # a member joined an owner already counted: recount
-            union = {}
-            counted = False
+            found: list[Manifest] = []
             for backup_id in members:
                 if not catalog.has_manifest(tenancy_id, backup_id):
                     continue
-                counted = True
                 manifest = catalog.manifest(tenancy_id, backup_id)
-                digests = {e.digest: e.stored_size for e in manifest.chunks}
-                self.members.add(backup_id, digests)
-                union.update(digests)
+                self.members.add(backup_id, ((e.digest, e.stored_size) for e in manifest.chunks))
+                found.append(manifest)
                 self.owner_of[backup_id] = owner
-            if counted:
-                self.owners.add(owner, union)
+            if found:  # streamed from each member's (disk-backed) chunk table
+                self.owners.add(
+                    owner, ((e.digest, e.stored_size) for m in found for e in m.chunks)
+                )
         return True
 
 

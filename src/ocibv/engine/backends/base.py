@@ -14,6 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from ocibv.engine.errors import BackendError
 
@@ -79,6 +80,12 @@ class Backend(ABC):
     def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         """:meth:`put` of the concatenation of ``parts`` (backends may avoid joining them)."""
         self.put(key, b"".join(parts))
+
+    def put_file(self, key: str, file: IO[bytes], size: int) -> None:
+        """:meth:`put` of the ``size`` bytes of ``file`` from its start (backends may stream
+        them instead of reading them into memory: large manifests are written this way)."""
+        file.seek(0)
+        self.put(key, file.read(size))
 
     @abstractmethod
     def get(self, key: str) -> bytes:

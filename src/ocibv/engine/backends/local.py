@@ -16,8 +16,9 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from ocibv.engine.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
 from ocibv.engine.errors import BackendError, ObjectNotFound
@@ -25,6 +26,7 @@ from ocibv.engine.errors import BackendError, ObjectNotFound
 _TMP_PREFIX = ".tmp-"
 _GC_PREFIX = ".gc-"  # left by pre-v1 garbage collection
 _IOV_MAX = 1024
+_FILE_PIECE = 1 << 20
 
 
 def _fsync_dir(directory: str) -> None:
@@ -98,6 +100,12 @@ class LocalBackend(Backend):
         self.put_parts(key, (data,))
 
     def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        self._put_from(key, (parts,))
+
+    def _put_from(
+        self, key: str, pieces: Iterable[Sequence[bytes | bytearray | memoryview] | bytes]
+    ) -> None:
+        """Write every piece (a sequence of parts, or bytes) in order to a new object."""
         path = self._path(key)
         directory, name = os.path.split(path)
         tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
@@ -105,7 +113,8 @@ class LocalBackend(Backend):
             self._ensure_dir(directory)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                _write_all(fd, parts)
+                for piece in pieces:
+                    _write_all(fd, (piece,) if isinstance(piece, bytes) else piece)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -114,8 +123,26 @@ class LocalBackend(Backend):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise BackendError(f"cannot store {key}: {exc}") from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         with self._lock:
             self._dirty_dirs.add(directory)
+
+    def put_file(self, key: str, file: IO[bytes], size: int) -> None:
+        file.seek(0)
+
+        def parts() -> Iterator[bytes]:
+            left = size
+            while left > 0:
+                part = file.read(min(left, _FILE_PIECE))
+                if not part:
+                    raise BackendError(f"cannot store {key}: source ended early")
+                left -= len(part)
+                yield part
+
+        self._put_from(key, parts())
 
     def get(self, key: str) -> bytes:
         try:

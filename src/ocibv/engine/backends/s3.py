@@ -22,7 +22,7 @@ import io
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ocibv.engine.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
@@ -197,6 +197,24 @@ class S3Backend(Backend):
             else:
                 self._s3.put_object(Bucket=self._bucket, Key=full, Body=body,
                                     ContentLength=body.size)
+        except Exception as exc:
+            raise self._fail("put", key, exc) from None
+
+    def put_file(self, key: str, file: IO[bytes], size: int) -> None:
+        file.seek(0)
+        full = self._key(key)
+        try:
+            if size > MULTIPART_THRESHOLD:
+                from boto3.s3.transfer import TransferConfig
+
+                self._s3.upload_fileobj(
+                    file, self._bucket, full,
+                    Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                          multipart_chunksize=MULTIPART_CHUNK),
+                )
+            else:
+                self._s3.put_object(Bucket=self._bucket, Key=full, Body=file.read(size),
+                                    ContentLength=size)
         except Exception as exc:
             raise self._fail("put", key, exc) from None
 
