@@ -30,23 +30,37 @@ def live(rows: list[repo.Resource]) -> list[repo.Resource]:
     return [r for r in rows if r.lifecycle_state == "AVAILABLE"]
 
 
-def hourly_policy(world: World, retention_hours: int = 3) -> str:
+def one_schedule_policy(world: World, period: str, retention_seconds: int) -> str:
+    """A policy of one INCREMENTAL schedule; returns its id."""
     policy = world.services.volume_backup_policies.create_volume_backup_policy(
         world.caller,
         {
             "compartment_id": world.compartment,
-            "display_name": "hourly",
+            "display_name": period.lower(),
             "schedules": [
                 {
                     "backup_type": "INCREMENTAL",
-                    "period": "ONE_HOUR",
-                    "retention_seconds": retention_hours * HOUR,
+                    "period": period,
+                    "retention_seconds": retention_seconds,
                 }
             ],
         },
         None,
     )
     return policy.id
+
+
+def hourly_policy(world: World, retention_hours: int = 3) -> str:
+    return one_schedule_policy(world, "ONE_HOUR", retention_hours * HOUR)
+
+
+def assign_daily_kept_a_day(world: World, asset_id: str) -> None:
+    """Midnight is 30 minutes away; a daily policy kept one day is assigned to the asset."""
+    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
+    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
+        world.caller,
+        {"asset_id": asset_id, "policy_id": one_schedule_policy(world, "ONE_DAY", 86400)},
+    )
 
 
 def test_hourly_with_three_hour_retention_over_a_day(world: World) -> None:
@@ -192,20 +206,7 @@ def test_advancing_collects_the_chunks_of_expired_backups(
 
     monkeypatch.setattr(container, "ADVANCE_GC_GRACE_SECONDS", 0.0)
     volume = world.volume("v")
-    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
-    daily = world.services.volume_backup_policies.create_volume_backup_policy(
-        world.caller,
-        {
-            "compartment_id": world.compartment,
-            "schedules": [
-                {"backup_type": "INCREMENTAL", "period": "ONE_DAY", "retention_seconds": 86400}
-            ],
-        },
-        None,
-    )
-    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
-        world.caller, {"asset_id": volume.id, "policy_id": daily.id}
-    )
+    assign_daily_kept_a_day(world, volume.id)
     for day in range(9):  # a new chunk every day; each daily backup kept one day
         world.write(volume.id, 0, bytes([day + 1]) * 4096)  # the old chunk goes unused
         world.services.advance_clock(86400)
@@ -230,20 +231,7 @@ def test_advance_collects_garbage_weekly_and_no_sooner_than_its_grace(world: Wor
     nothing the previous one condemned); the first advance of a process collects at its
     end."""
     volume = world.volume("v")
-    world.services.clock.set(next_midnight(world) - timedelta(minutes=30))
-    daily = world.services.volume_backup_policies.create_volume_backup_policy(
-        world.caller,
-        {
-            "compartment_id": world.compartment,
-            "schedules": [
-                {"backup_type": "INCREMENTAL", "period": "ONE_DAY", "retention_seconds": 86400}
-            ],
-        },
-        None,
-    )
-    world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
-        world.caller, {"asset_id": volume.id, "policy_id": daily.id}
-    )
+    assign_daily_kept_a_day(world, volume.id)
     runs: list[datetime] = []
     scheduler = world.services.scheduler
 
