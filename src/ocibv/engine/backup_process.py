@@ -37,8 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ocibv.engine.backup import SnapshotSource, backup_volume
+from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import VolumeImageError
-from ocibv.engine.manifest import BackupType
+from ocibv.engine.manifest import BackupType, Manifest
 from ocibv.engine.snapshot import PointInTime
 
 NICE = 10
@@ -58,7 +60,7 @@ class BackupRequest:
     image_path: Path
     backup_id: str
     volume_id: str
-    chunk_size: int
+    chunk_size: int  # of a first backup; later ones keep their previous backup's
     previous_id: str | None
     backup_type: BackupType
     changed_ranges: list[tuple[int, int]] | None
@@ -66,6 +68,32 @@ class BackupRequest:
     group_backup_id: str | None
     created_at: str | None
     size: int
+
+
+def run_backup(
+    store: ChunkStore,
+    request: BackupRequest,
+    previous: Manifest | None,
+    snapshot: SnapshotSource,
+    progress: Progress,
+) -> Manifest:
+    """``backup_volume`` as ``request`` asks (``previous`` is ``request.previous_id``'s
+    manifest), in the serving process or in a helper."""
+    return backup_volume(
+        store,
+        request.image_path,
+        backup_id=request.backup_id,
+        volume_id=request.volume_id,
+        chunk_size=previous.chunk_size if previous else request.chunk_size,
+        previous=previous,
+        backup_type=request.backup_type,
+        changed_ranges=request.changed_ranges,
+        progress=progress,
+        workers=request.workers,
+        group_backup_id=request.group_backup_id,
+        created_at=request.created_at,
+        snapshot=snapshot,
+    )
 
 
 class BackupResult(NamedTuple):

@@ -21,12 +21,12 @@ from collections import OrderedDict
 from typing import Any
 
 from ocibv.engine.backends import open_backend
-from ocibv.engine.backup import backup_volume
 from ocibv.engine.backup_process import (
     NICE,
     BackupRequest,
     BackupResult,
     recv_frame,
+    run_backup,
     send_frame,
 )
 from ocibv.engine.chunk_store import ChunkStore
@@ -176,20 +176,12 @@ class Worker:
             raise VolumeImageError(f"cannot open volume image {request.image_path}: {exc}") from exc
         try:
             view = RemoteView(channel, fd, preserve_fd, request.size)
-            manifest = backup_volume(
+            manifest = run_backup(
                 store,
-                request.image_path,
-                backup_id=request.backup_id,
-                volume_id=request.volume_id,
-                chunk_size=request.chunk_size,
-                previous=previous,
-                backup_type=request.backup_type,
-                changed_ranges=request.changed_ranges,
-                progress=lambda done, total: channel.send(("progress", done, total)),
-                workers=request.workers,
-                group_backup_id=request.group_backup_id,
-                created_at=request.created_at,
-                snapshot=view,
+                request,
+                previous,
+                view,
+                lambda done, total: channel.send(("progress", done, total)),
             )
         finally:
             os.close(fd)

@@ -24,7 +24,7 @@ from ocibv.domain.kinds import Kind
 from ocibv.domain.lifecycle import AVAILABLE, FAULTY
 from ocibv.domain.reservations import Reason
 from ocibv.engine import backup as engine
-from ocibv.engine.backup_process import BackupRequest, BackupWorkers
+from ocibv.engine.backup_process import BackupRequest, BackupWorkers, run_backup
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
@@ -229,9 +229,8 @@ class BackupRuns:
         bytes read."""
         tenancy = member.tenancy_id
         base_id = member.attrs.get("base_backup_id")
-        previous = self.catalog.manifest(tenancy, base_id) if base_id else None
         ranges = view.capture.ranges_since(base_id) if view.capture and base_id else None
-        if previous is not None and ranges is None:
+        if base_id and ranges is None:
             job.note(
                 f"volume {member.volume_id}: its changed-block record cannot vouch for what "
                 "changed since the last backup (first tracked backup, a crash, or writes "
@@ -244,45 +243,28 @@ class BackupRuns:
             last[:] = [read, volume_total]
             job.progress(done + read, max(total, done + volume_total))
 
-        chunk_size = previous.chunk_size if previous else self.chunk_size
-        created_at = _iso_from_us(member.created_us)  # the point in time, not "now"
         store = self.catalog.chunk_store(tenancy)
+        request = BackupRequest(
+            store_url=store.backend.url,
+            image_path=self.ctx.settings.volume_path(member.volume_id),
+            backup_id=member.id,
+            volume_id=member.volume_id,
+            chunk_size=self.chunk_size,
+            previous_id=base_id,
+            backup_type=member.requested_type,
+            changed_ranges=ranges,
+            workers=self.ctx.settings.workers,
+            group_backup_id=member.group_backup_id,
+            created_at=_iso_from_us(member.created_us),  # the point in time, not "now"
+            size=view.size,
+        )
         if self.workers is not None and not store.backend.url.startswith("memory:"):
-            stored = self.workers.backup(
-                BackupRequest(
-                    store_url=store.backend.url,
-                    image_path=self.ctx.settings.volume_path(member.volume_id),
-                    backup_id=member.id,
-                    volume_id=member.volume_id,
-                    chunk_size=chunk_size,
-                    previous_id=previous.backup_id if previous else None,
-                    backup_type=member.requested_type,
-                    changed_ranges=ranges,
-                    workers=self.ctx.settings.workers,
-                    group_backup_id=member.group_backup_id,
-                    created_at=created_at,
-                    size=view.size,
-                ),
-                view.view,
-                progress,
-            ).stored_bytes
+            # the helper reads the base manifest itself (and keeps the ones it wrote)
+            stored = self.workers.backup(request, view.view, progress).stored_bytes
             store.refresh()  # the packs and index objects the helper wrote
         else:
-            manifest = engine.backup_volume(
-                store,
-                self.ctx.settings.volume_path(member.volume_id),
-                backup_id=member.id,
-                volume_id=member.volume_id,
-                chunk_size=chunk_size,
-                previous=previous,
-                backup_type=member.requested_type,
-                changed_ranges=ranges,
-                snapshot=view.view,
-                progress=progress,
-                workers=self.ctx.settings.workers,
-                group_backup_id=member.group_backup_id,
-                created_at=created_at,
-            )
+            previous = self.catalog.manifest(tenancy, base_id) if base_id else None
+            manifest = run_backup(store, request, previous, view.view, progress)
             self.catalog.remember(manifest)  # durable now; the next backup builds on it
             stored = manifest.stored_bytes
         # what was read, recorded exactly (progress reports are otherwise throttled)
