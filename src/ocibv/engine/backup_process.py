@@ -172,9 +172,9 @@ class BackupProcess:
         while True:
             message = recv_frame(self.sock)
             kind = message[0]
-            if kind == "claim":
-                _, rid, offset, length = message
-                self._answer(rid, view.claim, offset, length)
+            if kind == "claims":
+                _, rid, ranges = message
+                self._answer(rid, view.claim_many, ranges)
             elif kind == "preserved":
                 self._answer(message[1], view.preserved_extents)
             elif kind == "progress":

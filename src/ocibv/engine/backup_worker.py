@@ -4,7 +4,7 @@
 On the socket ``FD`` it receives, per job, the preserve file's descriptor (one byte with
 SCM_RIGHTS) and ``("backup", BackupRequest)``; it runs ``backup_volume`` through a
 ``RemoteView`` and answers ``("done", BackupResult)`` or ``("error", exception)``, sending
-``("claim", id, offset, length)``, ``("preserved", id)`` and ``("progress", done, total)``
+``("claims", id, [(offset, length), ...])``, ``("preserved", id)`` and ``("progress", done, total)``
 meanwhile. The serving process answers claims with ``("reply", id, value, error)``. It exits
 when the socket closes (the serving process stopped or died).
 """
@@ -91,11 +91,22 @@ class RemoteView:
         return self._size
 
     def read(self, offset: int, length: int) -> bytes:
-        data = bytearray(os.pread(self.fd, length, offset))  # first: claim validates it
-        if len(data) != length:
-            raise VolumeImageError("short read: the image changed size")
-        fixups = self.channel.call("claim", offset, length)
-        return apply_fixups(data, offset, fixups, self.pfd)
+        return self.read_many([(offset, length)])[0]
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Read every range of the image, then claim them all in one message (a message
+        per chunk cost the serving process and this one more than the claims do)."""
+        datas = []
+        for offset, length in ranges:
+            data = os.pread(self.fd, length, offset)  # first: the claim validates it
+            if len(data) != length:
+                raise VolumeImageError("short read: the image changed size")
+            datas.append(data)
+        fixups = self.channel.call("claims", ranges)
+        return [
+            apply_fixups(data, offset, fix, self.pfd)
+            for data, (offset, _), fix in zip(datas, ranges, fixups, strict=True)
+        ]
 
     def data_extents(self) -> list[tuple[int, int]]:
         extents = list(iter_data_extents(self.fd, self._size))  # scanned before the list

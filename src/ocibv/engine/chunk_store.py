@@ -167,6 +167,8 @@ class ChunkStore:
         group: list[tuple[str, bytes]] = []
 
         def settle() -> None:
+            if not group:
+                return
             # one index query per few chunks: each query releases and retakes the GIL
             known = {} if force else self._usable_many([digest for digest, _data in group])
             for digest, data in group:
@@ -431,11 +433,6 @@ class ChunkStore:
         existing = existing_packs(self._backend)
         self.index.refresh(self._backend)
         self._condemned = condemned
-        out = set()
-        for digest in digests:
-            if not any(
-                loc.pack in existing and loc.pack not in condemned
-                for loc in self.index.locations(digest)
-            ):
-                out.add(digest)
-        return out
+        return self.index.without_usable_copy(
+            digests, lambda pack: pack in existing and pack not in condemned
+        )

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
@@ -224,6 +224,38 @@ class PackIndex:
                 ids = self._pack_ids
                 for digest, pack, off, length, size in rows:
                     out.setdefault(digest.hex(), []).append(Location(ids[pack], off, length, size))
+        return out
+
+    def without_usable_copy(
+        self, digests: Iterable[str], usable: Callable[[str], bool]
+    ) -> set[str]:
+        """The distinct ``digests`` none of whose locations is in a pack ``usable`` accepts
+        (unknown or malformed digests included): one query per ``_IN_CLAUSE`` of them."""
+        wanted: dict[bytes, str] = {}
+        out: set[str] = set()
+        for digest in digests:
+            try:
+                wanted.setdefault(bytes.fromhex(digest), digest)
+            except ValueError:
+                out.add(digest)
+        keys_ = list(wanted)
+        verdict: dict[int, bool] = {}
+        found: set[bytes] = set()
+        for start in range(0, len(keys_), _IN_CLAUSE):
+            part = keys_[start : start + _IN_CLAUSE]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT DISTINCT digest, pack FROM loc WHERE digest IN ({marks})", part
+                ).fetchall()
+                ids = self._pack_ids
+            for key, pack in rows:
+                ok = verdict.get(pack)
+                if ok is None:
+                    ok = verdict[pack] = usable(ids[pack])
+                if ok:
+                    found.add(key)
+        out.update(digest for key, digest in wanted.items() if key not in found)
         return out
 
     def __contains__(self, digest: object) -> bool:

@@ -164,10 +164,14 @@ class PointInTime:
         the image while nothing wrote it since (a backup re-reading a chunk it must store
         again), and raises VolumeImageError once a writer has changed it."""
         self._check(offset, length)
-        data = bytearray(os.pread(self.fd, length, offset))  # optimistic: validated below
+        data = os.pread(self.fd, length, offset)  # optimistic: validated below
         if len(data) != length:
             raise VolumeImageError("short read: the image changed size")
         return apply_fixups(data, offset, self.claim(offset, length), self._pfd, self.block)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """:meth:`read` of each ``(offset, length)``."""
+        return [self.read(offset, length) for offset, length in ranges]
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -200,6 +204,11 @@ class PointInTime:
                     fixups.append((index, state))
         return fixups
 
+    def claim_many(self, ranges: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """:meth:`claim` of each ``(offset, length)``, in order (one message from a backup
+        process per batch of chunks)."""
+        return [self.claim(offset, length) for offset, length in ranges]
+
     def preserved_extents(self) -> list[tuple[int, int]]:
         """``(offset, length)`` of every preserved block (see ``data_extents``)."""
         with self._lock:
@@ -217,11 +226,15 @@ class PointInTime:
 
 
 def apply_fixups(
-    data: bytearray, offset: int, fixups: list[tuple[int, int]], pfd: int, block: int = BLOCK
+    image_bytes: bytes, offset: int, fixups: list[tuple[int, int]], pfd: int, block: int = BLOCK
 ) -> bytes:
-    """Replace the blocks ``PointInTime.claim`` listed in ``data`` (the image's bytes at
-    ``offset``) with their point-in-time bytes: zeros, or the preserve file's (``pfd``;
-    preserved data never changes, so no lock is needed)."""
+    """``image_bytes`` (the image's bytes at ``offset``) with the blocks ``PointInTime.claim``
+    listed replaced by their point-in-time bytes: zeros, or the preserve file's (``pfd``;
+    preserved data never changes, so no lock is needed). Without fixups (the common case),
+    ``image_bytes`` itself, not a copy."""
+    if not fixups:
+        return image_bytes
+    data = bytearray(image_bytes)
     end = offset + len(data)
     for index, state in fixups:
         bstart = index * block
