@@ -119,53 +119,57 @@ def records_in(path: Path, limit: int) -> list[int]:
 
 
 def test_group_backup_under_a_live_writer_is_one_instant(server: Server) -> None:
+    """A FULL, then an INCREMENTAL whose members read only their changed blocks side by
+    side: each is one instant of both volumes while a writer keeps writing to them."""
     bs, tenancy, ad, a = setup_volume(server)
     b = create_volume(bs, tenancy, ad).id
     group = create_group(bs, tenancy, ad, [a, b]).id
     writer_a, writer_b = client(attach(server, a)), client(attach(server, b))
-    stop = threading.Event()
     written = [0]
-    latencies: list[float] = []
+    for kind in ("FULL", "INCREMENTAL"):
+        stop = threading.Event()
 
-    def write_records() -> None:
-        n = 0
-        while not stop.is_set() and n < 2000:
-            n += 1
-            started = time.perf_counter()
-            assert writer_a.write(n * RECORD, record(n)) == 0  # first to A...
-            assert writer_b.write(n * RECORD, record(n)) == 0  # ...then to B
-            latencies.append(time.perf_counter() - started)
-            written[0] = n
+        def write_records(stop: threading.Event = stop) -> None:
+            n = written[0]
+            while not stop.is_set() and n < 4000:
+                n += 1
+                assert writer_a.write(n * RECORD, record(n)) == 0  # first to A...
+                assert writer_b.write(n * RECORD, record(n)) == 0  # ...then to B
+                written[0] = n
 
-    thread = threading.Thread(target=write_records)
-    thread.start()
-    try:
-        while written[0] < 50:
-            time.sleep(0.01)
-        backup = bs.create_volume_group_backup(
-            M.CreateVolumeGroupBackupDetails(volume_group_id=group, type="FULL")).data
-        before = written[0]
-        done = wait_state(lambda: bs.get_volume_group_backup(backup.id).data, *SETTLED)
-        during = written[0] - before
-    finally:
-        stop.set()
-        thread.join()
-    assert done.lifecycle_state == "AVAILABLE"
-    assert during > 0, "the writer was blocked for the length of the backup"
-    restored = {}
-    for member_id in done.volume_backup_ids:
-        member = bs.get_volume_backup(member_id).data
-        volume = bs.create_volume(M.CreateVolumeDetails(
-            compartment_id=tenancy, availability_domain=ad,
-            source_details=M.VolumeSourceFromVolumeBackupDetails(id=member_id))).data
-        wait_state(lambda v=volume.id: bs.get_volume(v).data, "AVAILABLE")
-        restored[member.volume_id] = records_in(image_path(server, volume.id), written[0])
-    in_a, in_b = restored[a], restored[b]
-    assert in_a == list(range(1, len(in_a) + 1)), "A is not one prefix of the records"
-    assert in_b == list(range(1, len(in_b) + 1)), "B is not one prefix of the records"
-    assert set(in_b) <= set(in_a), "B holds a record A does not: not one instant"
-    assert len(in_a) - len(in_b) <= 1  # the writer was between A and B at that instant
-    assert 0 < len(in_a) < written[0]
+        first = written[0]
+        thread = threading.Thread(target=write_records)
+        thread.start()
+        try:
+            while written[0] < first + 50:
+                time.sleep(0.01)
+            backup = bs.create_volume_group_backup(
+                M.CreateVolumeGroupBackupDetails(volume_group_id=group, type=kind)).data
+            before = written[0]
+            done = wait_state(lambda b=backup.id: bs.get_volume_group_backup(b).data, *SETTLED)
+            during = written[0] - before
+        finally:
+            stop.set()
+            thread.join()
+        assert done.lifecycle_state == "AVAILABLE"
+        assert during > 0, "the writer was blocked for the length of the backup"
+        if kind == "INCREMENTAL":  # both read their changed blocks (side by side), no content
+            assert job_of(server, done.id)[1] is None
+        restored = {}
+        for member_id in done.volume_backup_ids:
+            member = bs.get_volume_backup(member_id).data
+            assert member.type == kind
+            volume = bs.create_volume(M.CreateVolumeDetails(
+                compartment_id=tenancy, availability_domain=ad,
+                source_details=M.VolumeSourceFromVolumeBackupDetails(id=member_id))).data
+            wait_state(lambda v=volume.id: bs.get_volume(v).data, "AVAILABLE")
+            restored[member.volume_id] = records_in(image_path(server, volume.id), written[0])
+        in_a, in_b = restored[a], restored[b]
+        assert in_a == list(range(1, len(in_a) + 1)), f"{kind}: A is not one prefix"
+        assert in_b == list(range(1, len(in_b) + 1)), f"{kind}: B is not one prefix"
+        assert set(in_b) <= set(in_a), f"{kind}: B holds a record A does not: not one instant"
+        assert len(in_a) - len(in_b) <= 1  # the writer was between A and B at that instant
+        assert first < len(in_a) < written[0]
     server.ocibv("volume", "detach", a)
     server.ocibv("volume", "detach", b)
 

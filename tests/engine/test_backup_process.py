@@ -68,7 +68,8 @@ def test_helper_backs_up_the_point_in_time_under_writers(
         assert progress and progress[-1][0] > 0  # reported through the serving process
         store = ChunkStore(open_backend(url))
         manifest = load_manifest(store.backend, "b1")
-        assert result == ("b1", manifest.stored_bytes)
+        assert (result.backup_id, result.stored_bytes) == ("b1", manifest.stored_bytes)
+        assert result.manifest() == manifest  # small: sent back whole, as saved
         restored = write_image(tmp_path / "restored.img", 0, [])
         restore_volume(store, manifest, restored)
         assert restored.read_bytes() == expected

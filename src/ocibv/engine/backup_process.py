@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from ocibv.engine.backup import SnapshotSource, backup_volume
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import VolumeImageError
-from ocibv.engine.manifest import BackupType, Manifest
+from ocibv.engine.manifest import RECORD_SIZE, BackupType, ChunkTable, Manifest
 from ocibv.engine.snapshot import PointInTime
 
 NICE = 10
@@ -78,7 +78,10 @@ def run_backup(
     progress: Progress,
 ) -> Manifest:
     """``backup_volume`` as ``request`` asks (``previous`` is ``request.previous_id``'s
-    manifest), in the serving process or in a helper."""
+    manifest), in the serving process or in a helper. The store's index is brought up to
+    date first: a long-lived process would otherwise store again the chunks other processes
+    (another helper, another server) stored since it last looked."""
+    store.refresh()
     return backup_volume(
         store,
         request.image_path,
@@ -96,12 +99,41 @@ def run_backup(
     )
 
 
+RETURNED_ENTRIES_MAX = 65536
+"""A helper sends a manifest back packed (48 bytes an entry: 3 MiB at most) when it has no
+more entries than this; the serving process then counts its unique size without reading
+and parsing it from the store (~5 us an entry). Bigger manifests stay in the helper."""
+
+
 class BackupResult(NamedTuple):
-    """What the serving process needs of a backup the helper saved: not its manifest (the
-    helper keeps that; sending it back would cost O(volume size) on every INCREMENTAL)."""
+    """What the serving process needs of a backup the helper saved: its stored bytes and,
+    when small (``RETURNED_ENTRIES_MAX``), the manifest itself as packed entries."""
 
     backup_id: str
     stored_bytes: int
+    header: dict[str, Any] | None = None
+    records: bytes = b""
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> BackupResult:
+        chunks = manifest.chunks
+        if not isinstance(chunks, ChunkTable) or len(chunks) > RETURNED_ENTRIES_MAX:
+            return cls(manifest.backup_id, manifest.stored_bytes)
+        header = {name: getattr(manifest, name) for name in _HEADER_FIELDS}
+        return cls(manifest.backup_id, manifest.stored_bytes, header, chunks.records())
+
+    def manifest(self) -> Manifest | None:
+        """The saved manifest, when the helper sent it."""
+        if self.header is None:
+            return None
+        chunks = ChunkTable()
+        chunks.extend_records(self.records, len(self.records) // RECORD_SIZE)
+        return Manifest(backup_id=self.backup_id, chunks=chunks, **self.header)
+
+
+_HEADER_FIELDS = (
+    "volume_id", "volume_size", "chunk_size", "created_at", "type", "group_backup_id", "format"
+)
 
 
 class WorkerLost(VolumeImageError):

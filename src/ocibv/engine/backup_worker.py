@@ -197,7 +197,7 @@ class Worker:
         finally:
             os.close(fd)
         self.keep(manifest)  # the next INCREMENTAL's base
-        return BackupResult(manifest.backup_id, manifest.stored_bytes)
+        return BackupResult.of(manifest)
 
 
 def _picklable(exc: BaseException) -> BaseException:

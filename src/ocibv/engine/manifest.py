@@ -63,6 +63,7 @@ class ChunkEntry(NamedTuple):
 
 _RECORD = struct.Struct("<Q32sII")
 """A chunk entry in a :class:`ChunkTable`: index, binary digest, size, stored size."""
+RECORD_SIZE = _RECORD.size
 SPOOL_BYTES = 1 << 20
 """Bytes of entries a :class:`ChunkTable` keeps in memory before it moves to a temp file."""
 _READ_RECORDS = 4096
@@ -113,6 +114,20 @@ class ChunkTable(Sequence[ChunkEntry]):
             block = self._records(position, min(_READ_RECORDS, self._count - position))
             for index, digest, size, stored in _RECORD.iter_unpack(block):
                 yield ChunkEntry(index, digest.hex(), size, stored)
+            position += len(block) // _RECORD.size
+
+    def records(self) -> bytes:
+        """Every entry packed (48 bytes each), for :meth:`extend_records` elsewhere."""
+        return self._records(0, self._count)
+
+    def digest_sizes(self) -> Iterator[tuple[bytes, int]]:
+        """``(binary digest, stored size)`` of every entry, in order, without building
+        entries (the unique-size tables take binary digests)."""
+        position = 0
+        while position < self._count:
+            block = self._records(position, min(_READ_RECORDS, self._count - position))
+            for _index, digest, _size, stored in _RECORD.iter_unpack(block):
+                yield digest, stored
             position += len(block) // _RECORD.size
 
     @overload
@@ -175,6 +190,14 @@ _DISTINCT_IN_MEMORY = 100_000
 
 
 ChunkList = list[ChunkEntry] | ChunkTable
+
+
+def digest_sizes(chunks: Sequence[ChunkEntry]) -> Iterator[tuple[bytes, int]]:
+    """``(binary digest, stored size)`` of each entry of ``chunks`` (fast for a
+    :class:`ChunkTable`)."""
+    if isinstance(chunks, ChunkTable):
+        return chunks.digest_sizes()
+    return ((bytes.fromhex(e.digest), e.stored_size) for e in chunks)
 
 
 @dataclass

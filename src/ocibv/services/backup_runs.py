@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ from ocibv.engine.backup_process import BackupRequest, BackupWorkers, run_backup
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
-from ocibv.engine.manifest import BackupType, ChunkEntry, Manifest
+from ocibv.engine.manifest import BackupType, ChunkEntry, Manifest, digest_sizes
 from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
@@ -79,10 +80,10 @@ class TenancySizes:
                 chunks = catalog.pop_forgotten(backup_id)
                 if chunks is None:
                     return False
-                self.members.remove(backup_id, (e.digest for e in chunks))
+                self.members.remove(backup_id, (d for d, _ in digest_sizes(chunks)))
                 gone_chunks.append(chunks)
                 del self.owner_of[backup_id]
-            self.owners.remove(owner, (e.digest for c in gone_chunks for e in c))
+            self.owners.remove(owner, (d for c in gone_chunks for d, _ in digest_sizes(c)))
         new_owners: dict[str, list[str]] = {}
         for backup_id, row in backups.items():
             if backup_id not in self.owner_of:
@@ -95,13 +96,11 @@ class TenancySizes:
                 if not catalog.has_manifest(tenancy_id, backup_id):
                     continue
                 manifest = catalog.manifest(tenancy_id, backup_id)
-                self.members.add(backup_id, ((e.digest, e.stored_size) for e in manifest.chunks))
+                self.members.add(backup_id, digest_sizes(manifest.chunks))
                 found.append(manifest)
                 self.owner_of[backup_id] = owner
             if found:  # streamed from each member's (disk-backed) chunk table
-                self.owners.add(
-                    owner, ((e.digest, e.stored_size) for m in found for e in m.chunks)
-                )
+                self.owners.add(owner, (pair for m in found for pair in digest_sizes(m.chunks)))
         return True
 
 
@@ -208,14 +207,26 @@ class BackupRuns:
             snapshot = begin_group(lives)
             committed: dict[int, str] = {}
             try:
-                done = 0
-                for position, member in enumerate(pending):
+                progress = _GroupProgress(job, total)
+                changed = [
+                    _changed_ranges(member, view)
+                    for member, view in zip(pending, snapshot.members, strict=True)
+                ]
+
+                def capture(position: int) -> None:
+                    member = pending[position]
                     view = snapshot.members[position]
-                    stored, read = self._read_member(job, member, view, done, total)
-                    manifests[member.id] = stored
+                    manifests[member.id] = self._read_member(
+                        job, member, view, changed[position], progress
+                    )
                     committed[position] = member.id
-                    done += read
                     job.step("captured_member")
+
+                # Members that read only their changed blocks go side by side; the others
+                # one after another, so each deduplicates against what those before it
+                # stored (volumes cloned from one image share most of their chunks).
+                at_once = MEMBERS_AT_ONCE if None not in changed else 1
+                _run_all(capture, range(len(pending)), at_once)
             finally:
                 snapshot.end(committed_backup_ids=committed)
         finally:
@@ -223,13 +234,13 @@ class BackupRuns:
                 live.close()
 
     def _read_member(
-        self, job: JobContext, member: repo.Resource, view: MemberSnapshot, done: int, total: int
-    ) -> tuple[int, int]:
-        """Back up one member through its snapshot view; returns its stored bytes and the
-        bytes read."""
+        self, job: JobContext, member: repo.Resource, view: MemberSnapshot,
+        ranges: list[tuple[int, int]] | None, group_progress: _GroupProgress,
+    ) -> int:
+        """Back up one member through its snapshot view, reading only ``ranges`` (what
+        changed since its base) when given; returns its stored bytes."""
         tenancy = member.tenancy_id
         base_id = member.attrs.get("base_backup_id")
-        ranges = view.capture.ranges_since(base_id) if view.capture and base_id else None
         if base_id and ranges is None:
             job.note(
                 f"volume {member.volume_id}: its changed-block record cannot vouch for what "
@@ -237,11 +248,8 @@ class BackupRuns:
                 "behind its back): comparing content instead"
             )
 
-        last = [0, 0]
-
         def progress(read: int, volume_total: int) -> None:
-            last[:] = [read, volume_total]
-            job.progress(done + read, max(total, done + volume_total))
+            group_progress.report(member.id, read, volume_total)
 
         store = self.catalog.chunk_store(tenancy)
         request = BackupRequest(
@@ -260,16 +268,19 @@ class BackupRuns:
         )
         if self.workers is not None and not store.backend.url.startswith("memory:"):
             # the helper reads the base manifest itself (and keeps the ones it wrote)
-            stored = self.workers.backup(request, view.view, progress).stored_bytes
+            result = self.workers.backup(request, view.view, progress)
             store.refresh()  # the packs and index objects the helper wrote
+            sent = result.manifest()
+            if sent is not None:
+                self.catalog.remember(sent)  # for the unique sizes: not read back
+            stored = result.stored_bytes
         else:
             previous = self.catalog.manifest(tenancy, base_id) if base_id else None
             manifest = run_backup(store, request, previous, view.view, progress)
             self.catalog.remember(manifest)  # durable now; the next backup builds on it
             stored = manifest.stored_bytes
-        # what was read, recorded exactly (progress reports are otherwise throttled)
-        job.progress(done + last[0], max(total, done + last[1]), force=True)
-        return stored, last[0]
+        group_progress.record()  # what was read, exactly (reports are otherwise throttled)
+        return stored
 
     def settle(
         self, conn: sa.Connection, members: Iterable[tuple[repo.Resource, int]]
@@ -404,3 +415,54 @@ class BackupRuns:
         size = volume.size_in_gbs * limits.GIB
         if size > manifest.volume_size:
             grow_image(target, size)
+
+
+def _changed_ranges(member: repo.Resource, view: MemberSnapshot) -> list[tuple[int, int]] | None:
+    """What changed in the member's volume since its base backup, when its changed-block
+    record can vouch for it; None for a FULL or a content comparison."""
+    base_id = member.attrs.get("base_backup_id")
+    return view.capture.ranges_since(base_id) if view.capture and base_id else None
+
+
+MEMBERS_AT_ONCE = 2
+"""Members of a group backup read at once: each backup has single-threaded stretches (its
+plan, manifest and verification) that another member's chunk work fills; more would only
+share the same cores."""
+
+
+def _run_all(fn: Callable[[int], None], items: Iterable[int], at_once: int) -> None:
+    """``fn`` of every item, ``at_once`` at a time; every started call finishes before the
+    first exception (in item order) is raised."""
+    positions = list(items)
+    if len(positions) <= 1 or at_once <= 1:
+        for position in positions:
+            fn(position)
+        return
+    with ThreadPoolExecutor(min(at_once, len(positions)), "ocibv-member") as pool:
+        futures = [pool.submit(fn, position) for position in positions]
+        wait(futures)
+    for future in futures:
+        future.result()
+
+
+class _GroupProgress:
+    """A job's progress over the members read at once: the sum of what each has read."""
+
+    def __init__(self, job: JobContext, total: int) -> None:
+        self.job, self.total = job, total
+        self._read: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def report(self, member_id: str, read: int, member_total: int) -> None:
+        with self._lock:
+            self._read[member_id] = (read, member_total)
+        self._send(force=False)
+
+    def record(self) -> None:
+        self._send(force=True)
+
+    def _send(self, *, force: bool) -> None:
+        with self._lock:
+            done = sum(read for read, _ in self._read.values())
+            most = sum(member_total for _, member_total in self._read.values())
+        self.job.progress(done, max(self.total, most), force=force)

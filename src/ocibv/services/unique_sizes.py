@@ -21,6 +21,8 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 
+Digest = str | bytes
+"""A chunk digest, hex or binary (32 bytes)."""
 CACHE_KIB = 2048
 """Page cache of one table's database."""
 
@@ -54,10 +56,13 @@ class RefTable:
     def owners(self) -> set[str]:
         return set(self.unique)
 
-    def _load(self, pairs: Iterable[tuple[str, int]]) -> None:
+    def _load(self, pairs: Iterable[tuple[Digest, int]]) -> None:
         """Fill ``cur`` with the distinct digests of ``pairs`` (a digest's first size)."""
         self._db.execute("DELETE FROM cur")
-        rows = ((bytes.fromhex(digest), size) for digest, size in pairs)
+        rows = (
+            (digest if isinstance(digest, bytes) else bytes.fromhex(digest), size)
+            for digest, size in pairs
+        )
         self._db.executemany("INSERT OR IGNORE INTO cur VALUES (?, ?)", rows)
 
     def _sole_sizes(self) -> Iterator[tuple[int, int]]:
@@ -67,9 +72,11 @@ class RefTable:
             "WHERE r.count = 1 GROUP BY r.xor"
         )
 
-    def add(self, owner: str, digests: Mapping[str, int] | Iterable[tuple[str, int]]) -> None:
+    def add(
+        self, owner: str, digests: Mapping[Digest, int] | Iterable[tuple[Digest, int]]
+    ) -> None:
         """Count ``owner`` (not counted yet) as naming ``digests`` (digest → stored size, or
-        ``(digest, stored size)`` pairs; repeats count once)."""
+        ``(digest, stored size)`` pairs; repeats count once; digests hex or binary)."""
         key = _owner_key(owner)
         self._owners[key] = owner
         self.unique.setdefault(owner, 0)
@@ -98,7 +105,7 @@ class RefTable:
         finally:
             db.execute("COMMIT")
 
-    def remove(self, owner: str, digests: Iterable[str]) -> None:
+    def remove(self, owner: str, digests: Iterable[Digest]) -> None:
         """Forget ``owner``, which named exactly ``digests`` (repeats count once)."""
         key = _owner_key(owner)
         self.unique.pop(owner, None)
