@@ -340,7 +340,12 @@ def backup_volume(
             def items() -> Iterator[int | ChunkEntry]:
                 return _merge_changed(kept.chunks, ranges, size, chunk_size, reader)
 
-            total = sum(reader.slot_size(i) for i in items() if isinstance(i, int))
+            if previous.volume_size == size:  # every kept entry fits its slot: only the
+                # changed chunks are read (no pass over the previous manifest for a total)
+                changed = _changed_indices(ranges, size, chunk_size)
+                total = sum(reader.slot_size(i) for i in changed)
+            else:
+                total = sum(reader.slot_size(i) for i in items() if isinstance(i, int))
             work: Iterable[int | ChunkEntry] = items()
         else:
             work = _allocated_chunks(fd, size, chunk_size, snapshot)

@@ -119,7 +119,9 @@ class RefTable:
                 "WHERE digest IN (SELECT digest FROM cur)",
                 (key,),
             )
-            db.execute("DELETE FROM refs WHERE count <= 0")
+            db.execute(  # by key: a scan of the whole table would grow with the history
+                "DELETE FROM refs WHERE digest IN (SELECT digest FROM cur) AND count <= 0"
+            )
             for sole_key, size in self._sole_sizes():  # now unique to their last owner
                 sole = self._owners.get(sole_key)
                 if sole is not None and sole in self.unique:
