@@ -24,6 +24,7 @@ from tests.engine.store_helpers import (
     mixed_image,
     random_bytes,
     sha256,
+    text_bytes,
     write_image,
 )
 
@@ -197,6 +198,35 @@ def test_repack_reclaims_mostly_dead_packs(fast_backend: Backend, tmp_path: Path
     assert after < before / 4
     restore_volume(ChunkStore(fast_backend), keep, tmp_path / "r.img")
     assert sha256(tmp_path / "r.img") == sha256(small)
+
+
+def test_repack_copies_blobs_only_once_they_verify(
+    fast_backend: Backend, tmp_path: Path
+) -> None:
+    """Repack copies blobs as they are (no second compression), and never a damaged one."""
+    store = ChunkStore(fast_backend, pack_size=64 * MIB)  # everything in one pack
+    image = write_image(tmp_path / "v.img", 8 * MIB, [(0, text_bytes(8 * MIB, 8))])
+    backup_volume(store, image, backup_id="a", volume_id="v", chunk_size=CS, backup_type=FULL)
+    small = write_image(tmp_path / "s.img", 8 * MIB, [(0, text_bytes(1 * MIB, 8))])
+    keep = backup_volume(store, small, backup_id="b", volume_id="v", chunk_size=CS,
+                         backup_type=FULL)
+    damaged = keep.chunks[0].digest
+    (victim,) = {loc.pack for loc in store.index.locations(damaged)}
+    damage_chunk(store, damaged)
+    delete_manifest(fast_backend, "a")
+    _age_store(fast_backend, 7200)
+    assert collect_garbage(store, grace_seconds=600).packs_repacked == 1
+    fresh = ChunkStore(fast_backend)
+    fresh.refresh()
+    # the damaged blob was not copied...
+    assert {loc.pack for loc in fresh.index.locations(damaged)} <= {victim}
+    for entry in keep.chunks[1:]:  # ...the others were, compressed, byte for byte
+        copies = [loc for loc in fresh.index.locations(entry.digest) if loc.pack != victim]
+        assert [loc.length for loc in copies] == [entry.stored_size]
+        assert entry.stored_size < entry.size
+        start = entry.chunk_index * CS
+        assert fresh.get_chunk(entry.digest) == small.read_bytes()[start : start + entry.size]
+    assert scrub(fresh, [keep]).affected_backups == {"b"}
 
 
 def test_scrub_names_damaged_and_missing_chunks_and_their_backups(

@@ -197,6 +197,13 @@ class ChunkStore:
             self._append(new, force)
         return refs
 
+    def copy_blob(self, digest: str, loc: Location) -> None:
+        """Store again, verbatim, the blob of chunk ``digest`` at ``loc`` once it verifies
+        (repack: no decompression and compression again; zstd was a third of a repack)."""
+        self._ensure_loaded()
+        blob, _ = self._read_blob(digest, loc)  # IntegrityError or ObjectNotFound otherwise
+        self._append([(digest, (blob,), len(blob), loc.size)], True)
+
     def put_blob(self, digest: str, blob: bytes, size: int) -> ChunkRef:
         """Store an already encoded and verified blob of chunk ``digest`` (plaintext
         ``size`` bytes) unless the chunk is stored (the migration copies blobs verbatim)."""
@@ -325,13 +332,17 @@ class ChunkStore:
     # --- reading ------------------------------------------------------------------------
 
     def _read_at(self, digest: str, loc: Location) -> bytes:
+        return self._read_blob(digest, loc)[1]
+
+    def _read_blob(self, digest: str, loc: Location) -> tuple[bytes, bytes]:
+        """The blob at ``loc`` and its verified plaintext."""
         blob = self._backend.get_range(keys.pack_key(loc.pack), loc.offset, loc.length)
         if len(blob) != loc.length:
             raise IntegrityError(f"chunk {digest}: pack {loc.pack} is truncated")
         data = self.codec.decode(digest, blob)
         if len(data) != loc.size:
             raise IntegrityError(f"chunk {digest}: {len(data)} bytes, the index says {loc.size}")
-        return data
+        return blob, data
 
     def get_chunk(self, digest: str) -> bytes:
         """The verified plaintext of chunk ``digest``, from any of its locations.

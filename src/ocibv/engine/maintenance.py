@@ -323,13 +323,16 @@ def _repack(
     packs, indexed and durable (``flush``) before the caller condemns the victims."""
     copied: set[str] = set()
     for pid in victims:
-        for digest, _loc in packs[pid]:
+        for digest, loc in packs[pid]:
             if digest not in live or digest in copied or where.get(digest, set()) - leaving:
                 continue
             try:
-                data = store.get_chunk(digest)
-            except (ChunkNotFound, IntegrityError):
-                continue  # damaged: scrub reports it; a FULL backup repairs it
-            store.put_chunk(data, digest=digest, force=True)
+                store.copy_blob(digest, loc)  # verified, then copied as it is
+            except (ObjectNotFound, IntegrityError):
+                try:  # this copy is damaged or gone: any other the index knows
+                    data = store.get_chunk(digest)
+                except (ChunkNotFound, IntegrityError):
+                    continue  # damaged: scrub reports it; a FULL backup repairs it
+                store.put_chunk(data, digest=digest, force=True)
             copied.add(digest)
     store.flush()
