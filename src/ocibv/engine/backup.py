@@ -59,12 +59,8 @@ class SnapshotSource(Protocol):
     @property
     def size(self) -> int: ...
 
-    def read(self, offset: int, length: int) -> bytes:
-        """The point-in-time bytes of ``[offset, offset+length)``."""
-        ...
-
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """:meth:`read` of each ``(offset, length)``, in order."""
+        """The point-in-time bytes of each ``(offset, length)``, in order."""
         ...
 
     def data_extents(self) -> list[tuple[int, int]]:

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from ocibv.engine.backup import SnapshotSource, backup_volume
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import VolumeImageError
-from ocibv.engine.manifest import RECORD_SIZE, BackupType, ChunkTable, Manifest
+from ocibv.engine.manifest import BackupType, Manifest
 from ocibv.engine.snapshot import PointInTime
 
 NICE = 10
@@ -107,33 +107,16 @@ and parsing it from the store (~5 us an entry). Bigger manifests stay in the hel
 
 class BackupResult(NamedTuple):
     """What the serving process needs of a backup the helper saved: its stored bytes and,
-    when small (``RETURNED_ENTRIES_MAX``), the manifest itself as packed entries."""
+    when small (``RETURNED_ENTRIES_MAX``), the manifest itself."""
 
     backup_id: str
     stored_bytes: int
-    header: dict[str, Any] | None = None
-    records: bytes = b""
+    manifest: Manifest | None = None
 
     @classmethod
     def of(cls, manifest: Manifest) -> BackupResult:
-        chunks = manifest.chunks
-        if not isinstance(chunks, ChunkTable) or len(chunks) > RETURNED_ENTRIES_MAX:
-            return cls(manifest.backup_id, manifest.stored_bytes)
-        header = {name: getattr(manifest, name) for name in _HEADER_FIELDS}
-        return cls(manifest.backup_id, manifest.stored_bytes, header, chunks.records())
-
-    def manifest(self) -> Manifest | None:
-        """The saved manifest, when the helper sent it."""
-        if self.header is None:
-            return None
-        chunks = ChunkTable()
-        chunks.extend_records(self.records, len(self.records) // RECORD_SIZE)
-        return Manifest(backup_id=self.backup_id, chunks=chunks, **self.header)
-
-
-_HEADER_FIELDS = (
-    "volume_id", "volume_size", "chunk_size", "created_at", "type", "group_backup_id", "format"
-)
+        small = len(manifest.chunks) <= RETURNED_ENTRIES_MAX
+        return cls(manifest.backup_id, manifest.stored_bytes, manifest if small else None)
 
 
 class WorkerLost(VolumeImageError):

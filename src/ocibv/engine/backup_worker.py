@@ -90,9 +90,6 @@ class RemoteView:
     def size(self) -> int:
         return self._size
 
-    def read(self, offset: int, length: int) -> bytes:
-        return self.read_many([(offset, length)])[0]
-
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Read every range of the image, then claim them all in one message (a message
         per chunk cost the serving process and this one more than the claims do)."""

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
@@ -106,6 +107,18 @@ INDEX_CACHE_KIB = 8192
 _IN_CLAUSE = 500
 
 
+def _binary_keys(digests: Iterable[str]) -> tuple[dict[bytes, str], set[str]]:
+    """The distinct hex ``digests`` by their binary form, and the malformed ones."""
+    wanted: dict[bytes, str] = {}
+    malformed: set[str] = set()
+    for digest in digests:
+        try:
+            wanted.setdefault(bytes.fromhex(digest), digest)
+        except ValueError:
+            malformed.add(digest)
+    return wanted, malformed
+
+
 class PackIndex:
     """The union of the index objects read so far, plus what this process wrote; thread-safe.
 
@@ -183,14 +196,22 @@ class PackIndex:
             self._read.add(key)
             self._packs_of[key] = set(packs)
 
+    def _query_in(self, sql: str, values: list[Any]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` (an IN list written ``{marks}``) over ``values``,
+        ``_IN_CLAUSE`` values per statement."""
+        for start in range(0, len(values), _IN_CLAUSE):
+            part = values[start : start + _IN_CLAUSE]
+            with self._lock:
+                rows = self._db.execute(sql.format(marks=",".join("?" * len(part))), part)
+                fetched = rows.fetchall()
+            yield from fetched
+
     def forget_packs(self, packs: set[str]) -> None:
         """Drop every location in ``packs`` (collected by GC)."""
         with self._lock:
             numbers = [self._pack_no[p] for p in packs if p in self._pack_no]
-            for start in range(0, len(numbers), _IN_CLAUSE):
-                part = numbers[start : start + _IN_CLAUSE]
-                marks = ",".join("?" * len(part))
-                self._db.execute(f"DELETE FROM loc WHERE pack IN ({marks})", part)
+            for _ in self._query_in("DELETE FROM loc WHERE pack IN ({marks})", numbers):
+                pass
 
     def locations(self, digest: str) -> list[Location]:
         try:
@@ -206,24 +227,15 @@ class PackIndex:
 
     def locations_many(self, digests: list[str]) -> dict[str, list[Location]]:
         """:meth:`locations` of several digests in one query; unknown ones are absent."""
-        keys_ = []
-        for digest in dict.fromkeys(digests):
-            try:
-                keys_.append(bytes.fromhex(digest))
-            except ValueError:
-                continue
+        wanted, _malformed = _binary_keys(digests)
         out: dict[str, list[Location]] = {}
-        for start in range(0, len(keys_), _IN_CLAUSE):
-            part = keys_[start : start + _IN_CLAUSE]
-            marks = ",".join("?" * len(part))
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT digest, pack, off, len, size FROM loc WHERE digest IN ({marks}) "
-                    "ORDER BY digest, rank", part,
-                ).fetchall()
-                ids = self._pack_ids
-                for digest, pack, off, length, size in rows:
-                    out.setdefault(digest.hex(), []).append(Location(ids[pack], off, length, size))
+        ids = self._pack_ids  # append-only: the numbers of rows read stay valid
+        for key, pack, off, length, size in self._query_in(
+            "SELECT digest, pack, off, len, size FROM loc WHERE digest IN ({marks}) "
+            "ORDER BY digest, rank",
+            list(wanted),
+        ):
+            out.setdefault(wanted[key], []).append(Location(ids[pack], off, length, size))
         return out
 
     def without_usable_copy(
@@ -231,30 +243,18 @@ class PackIndex:
     ) -> set[str]:
         """The distinct ``digests`` none of whose locations is in a pack ``usable`` accepts
         (unknown or malformed digests included): one query per ``_IN_CLAUSE`` of them."""
-        wanted: dict[bytes, str] = {}
-        out: set[str] = set()
-        for digest in digests:
-            try:
-                wanted.setdefault(bytes.fromhex(digest), digest)
-            except ValueError:
-                out.add(digest)
-        keys_ = list(wanted)
+        wanted, out = _binary_keys(digests)
         verdict: dict[int, bool] = {}
         found: set[bytes] = set()
-        for start in range(0, len(keys_), _IN_CLAUSE):
-            part = keys_[start : start + _IN_CLAUSE]
-            marks = ",".join("?" * len(part))
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT DISTINCT digest, pack FROM loc WHERE digest IN ({marks})", part
-                ).fetchall()
-                ids = self._pack_ids
-            for key, pack in rows:
-                ok = verdict.get(pack)
-                if ok is None:
-                    ok = verdict[pack] = usable(ids[pack])
-                if ok:
-                    found.add(key)
+        ids = self._pack_ids
+        for key, pack in self._query_in(
+            "SELECT DISTINCT digest, pack FROM loc WHERE digest IN ({marks})", list(wanted)
+        ):
+            ok = verdict.get(pack)
+            if ok is None:
+                ok = verdict[pack] = usable(ids[pack])
+            if ok:
+                found.add(key)
         out.update(digest for key, digest in wanted.items() if key not in found)
         return out
 

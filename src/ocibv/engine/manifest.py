@@ -63,7 +63,6 @@ class ChunkEntry(NamedTuple):
 
 _RECORD = struct.Struct("<Q32sII")
 """A chunk entry in a :class:`ChunkTable`: index, binary digest, size, stored size."""
-RECORD_SIZE = _RECORD.size
 SPOOL_BYTES = 1 << 20
 """Bytes of entries a :class:`ChunkTable` keeps in memory before it moves to a temp file."""
 _READ_RECORDS = 4096
@@ -116,9 +115,10 @@ class ChunkTable(Sequence[ChunkEntry]):
                 yield ChunkEntry(index, digest.hex(), size, stored)
             position += len(block) // _RECORD.size
 
-    def records(self) -> bytes:
-        """Every entry packed (48 bytes each), for :meth:`extend_records` elsewhere."""
-        return self._records(0, self._count)
+    def __reduce__(self) -> tuple[Callable[[bytes], ChunkTable], tuple[bytes]]:
+        """Pickled as its packed entries (48 bytes each): a backup helper sends a small
+        manifest back whole."""
+        return _table_of_records, (self._records(0, self._count),)
 
     def digest_sizes(self) -> Iterator[tuple[bytes, int]]:
         """``(binary digest, stored size)`` of every entry, in order, without building
@@ -191,6 +191,11 @@ _DISTINCT_IN_MEMORY = 100_000
 
 ChunkList = list[ChunkEntry] | ChunkTable
 
+
+def _table_of_records(records: bytes) -> ChunkTable:
+    table = ChunkTable()
+    table.extend_records(records, len(records) // _RECORD.size)
+    return table
 
 def digest_sizes(chunks: Sequence[ChunkEntry]) -> Iterator[tuple[bytes, int]]:
     """``(binary digest, stored size)`` of each entry of ``chunks`` (fast for a
@@ -333,21 +338,29 @@ def decode_manifest(blob: bytes, *, what: str = "manifest") -> Manifest:
     return found if found is not None else _decode_whole(blob, what)
 
 
+def _manifest_of(head: dict[str, Any], chunks: ChunkList) -> Manifest:
+    """A manifest from its stored header fields (KeyError, TypeError or ValueError when
+    one is missing or malformed)."""
+    return Manifest(
+        backup_id=str(head["backup_id"]),
+        volume_id=str(head["volume_id"]),
+        volume_size=int(head["volume_size"]),
+        chunk_size=int(head["chunk_size"]),
+        created_at=str(head["created_at"]),
+        type=BackupType(head["type"]),
+        chunks=chunks,
+        group_backup_id=head["group_backup_id"],
+    )
+
+
 def _decode_whole(blob: bytes, what: str) -> Manifest:
     """Any JSON layout (the streaming reader takes only the one ocibv writes)."""
     doc = _unseal(blob, what)
     try:
         if doc["kind"] != KIND_VOLUME:
             raise ValueError(f"kind {doc['kind']!r}")
-        manifest = Manifest(
-            backup_id=str(doc["backup_id"]),
-            volume_id=str(doc["volume_id"]),
-            volume_size=int(doc["volume_size"]),
-            chunk_size=int(doc["chunk_size"]),
-            created_at=str(doc["created_at"]),
-            type=BackupType(doc["type"]),
-            chunks=[ChunkEntry(int(i), str(d), int(s), int(t)) for i, d, s, t in doc["chunks"]],
-            group_backup_id=doc["group_backup_id"],
+        manifest = _manifest_of(
+            doc, [ChunkEntry(int(i), str(d), int(s), int(t)) for i, d, s, t in doc["chunks"]]
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{what}: malformed ({exc})") from exc
@@ -414,16 +427,7 @@ def _stream_decode(
             raise IntegrityError(f"{what}: unsupported manifest format")
         if head["kind"] != KIND_VOLUME:
             raise IntegrityError(f"{what}: malformed (kind {head['kind']!r})")
-        manifest = Manifest(
-            backup_id=str(head["backup_id"]),
-            volume_id=str(head["volume_id"]),
-            volume_size=int(head["volume_size"]),
-            chunk_size=int(head["chunk_size"]),
-            created_at=str(head["created_at"]),
-            type=BackupType(head["type"]),
-            chunks=ChunkTable(),
-            group_backup_id=head["group_backup_id"],
-        )
+        manifest = _manifest_of(head, ChunkTable())
     except (KeyError, TypeError, ValueError):
         return None
     try:

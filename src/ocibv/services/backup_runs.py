@@ -270,9 +270,8 @@ class BackupRuns:
             # the helper reads the base manifest itself (and keeps the ones it wrote)
             result = self.workers.backup(request, view.view, progress)
             store.refresh()  # the packs and index objects the helper wrote
-            sent = result.manifest()
-            if sent is not None:
-                self.catalog.remember(sent)  # for the unique sizes: not read back
+            if result.manifest is not None:
+                self.catalog.remember(result.manifest)  # for the unique sizes: not read back
             stored = result.stored_bytes
         else:
             previous = self.catalog.manifest(tenancy, base_id) if base_id else None
