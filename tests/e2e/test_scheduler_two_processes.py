@@ -17,7 +17,7 @@ import oci
 import psycopg
 import pytest
 
-from tests.e2e.helpers import M, create_group, create_volume, wait_until
+from tests.e2e.helpers import M, create_group, create_volume, first_ad, wait_until
 from tests.e2e.server import Server
 from tests.postgres import PostgresServer
 
@@ -46,7 +46,7 @@ def test_two_serve_processes_make_each_scheduled_backup_once(
     first, second = pair
     bs = first.blockstorage()
     tenancy = first.config()["tenancy"]
-    ad = first.identity().list_availability_domains(tenancy).data[0].name
+    ad = first_ad(first)
     volume = create_volume(bs, tenancy, ad).id
     members = [create_volume(bs, tenancy, ad).id for _ in range(2)]
     group = create_group(bs, tenancy, ad, members).id

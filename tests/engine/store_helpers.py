@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ocibv.engine import keys
 from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
 from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.live_volume import LiveVolume
 from ocibv.engine.volume_files import iter_data_extents
 
 KIB = 1024
@@ -117,3 +121,25 @@ def damage(backend: Backend, key: str, *, at: int | None = None) -> None:
         stamp = backend.stat(key).mtime
         backend.put(key, bytes(data))
         backend.set_mtime(key, stamp)
+
+
+@contextmanager
+def writing_randomly(volume: LiveVolume, size: int) -> Iterator[None]:
+    """A writer thread for the length of the block: 8 KiB at random offsets of the first
+    ``size`` bytes of ``volume``, and now and then a 1 MiB trim."""
+    stop = threading.Event()
+
+    def writer() -> None:
+        r = random.Random(1)
+        while not stop.is_set():
+            volume.write(r.randrange(0, size - 8 * KIB), r.randbytes(8 * KIB))
+            if r.random() < 0.1:
+                volume.trim(r.randrange(0, size - MIB), MIB)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -3,8 +3,6 @@ an in-process backup while writers keep writing, errors carried back, helpers re
 
 from __future__ import annotations
 
-import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.live_volume import LiveVolume
 from ocibv.engine.manifest import FULL, INCREMENTAL, load_manifest
 from ocibv.engine.snapshot import begin_group
-from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image
+from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image, writing_randomly
 
 SIZE = 16 * MIB
 
@@ -46,30 +44,16 @@ def test_helper_backs_up_the_point_in_time_under_writers(
     try:
         expected = volume.path.read_bytes()
         snap = begin_group([volume])
-        stop = threading.Event()
-
-        def writer() -> None:
-            r = random.Random(1)
-            while not stop.is_set():
-                volume.write(r.randrange(0, SIZE - 8 * KIB), r.randbytes(8 * KIB))
-                if r.random() < 0.1:
-                    volume.trim(r.randrange(0, SIZE - MIB), MIB)
-
-        thread = threading.Thread(target=writer)
-        thread.start()
         progress: list[tuple[int, int]] = []
-        try:
+        with writing_randomly(volume, SIZE):
             result = workers.backup(_request(url, volume, "b1"), snap.members[0].view,
-                                lambda done, total: progress.append((done, total)))
-        finally:
-            stop.set()
-            thread.join()
+                                    lambda done, total: progress.append((done, total)))
         snap.end(committed_backup_ids={0: "b1"})
         assert progress and progress[-1][0] > 0  # reported through the serving process
         store = ChunkStore(open_backend(url))
         manifest = load_manifest(store.backend, "b1")
         assert (result.backup_id, result.stored_bytes) == ("b1", manifest.stored_bytes)
-        assert result.manifest() == manifest  # small: sent back whole, as saved
+        assert result.manifest == manifest  # small: sent back whole, as saved
         restored = write_image(tmp_path / "restored.img", 0, [])
         restore_volume(store, manifest, restored)
         assert restored.read_bytes() == expected

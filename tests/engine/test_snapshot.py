@@ -20,7 +20,7 @@ from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.live_volume import LiveVolume
 from ocibv.engine.manifest import FULL
 from ocibv.engine.snapshot import BLOCK, begin_group
-from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image
+from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image, writing_randomly
 
 SIZE = 16 * MIB  # mixed_image needs 13 MiB
 
@@ -98,18 +98,7 @@ def test_backup_through_the_snapshot_restores_the_point_in_time(
     store = ChunkStore(MemoryBackend())
     snap = begin_group([volume])
     member = snap.members[0]
-    stop = threading.Event()
-
-    def writer() -> None:
-        r = random.Random(1)
-        while not stop.is_set():
-            volume.write(r.randrange(0, SIZE - 8 * KIB), r.randbytes(8 * KIB))
-            if r.random() < 0.1:
-                volume.trim(r.randrange(0, SIZE - MIB), MIB)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
+    with writing_randomly(volume, SIZE):
         manifest = backup_volume(
             store,
             volume.path,
@@ -118,9 +107,6 @@ def test_backup_through_the_snapshot_restores_the_point_in_time(
             backup_type=FULL,
             snapshot=member.view,
         )
-    finally:
-        stop.set()
-        thread.join()
     snap.end(committed_backup_ids={0: "b1"})
     restored = write_image(tmp_path / "restored.img", 0, [])
     restore_volume(store, manifest, restored)

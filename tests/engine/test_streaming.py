@@ -12,7 +12,7 @@ import pytest
 
 from ocibv.engine import index as index_mod
 from ocibv.engine import manifest as manifest_mod
-from ocibv.engine.backends import LocalBackend, MemoryBackend
+from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
 from ocibv.engine.backup import backup_volume, restore_volume
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import IntegrityError
@@ -177,6 +177,16 @@ def test_index_holds_binary_digests_outside_python_objects() -> None:
     assert list(idx.digests()) == [d] and d in idx and len(idx) == 1
 
 
+def _full_of_200_distinct_chunks(backend: Backend, tmp_path: Path) -> Manifest:
+    """A FULL of an image of 200 chunks, each of its own bytes (chunk 0 is zeros)."""
+    image = tmp_path / "v.img"
+    with open(image, "wb") as f:
+        for n in range(200):
+            f.write(n.to_bytes(8, "little") * (CS // 8))
+    return backup_volume(ChunkStore(backend), image, backup_id="f", volume_id="v",
+                         chunk_size=CS, backup_type=FULL)
+
+
 def test_large_backup_writes_index_objects_as_it_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,13 +194,8 @@ def test_large_backup_writes_index_objects_as_it_goes(
 
     monkeypatch.setattr(chunk_store, "INDEX_BATCH", 40)
     monkeypatch.setattr(chunk_store, "MAX_PACK_BLOBS", 16)
-    image = tmp_path / "v.img"
-    with open(image, "wb") as f:
-        for n in range(200):
-            f.write(n.to_bytes(8, "little") * (CS // 8))
     backend = MemoryBackend()
-    m = backup_volume(ChunkStore(backend), image, backup_id="f", volume_id="v", chunk_size=CS,
-                      backup_type=FULL)
+    m = _full_of_200_distinct_chunks(backend, tmp_path)
     assert len(index_mod.index_keys(backend)) >= 4
     assert all(len(e) <= 16 for p in index_mod.index_keys(backend)
                for e in index_mod.read_index_object(backend, p).values())
@@ -205,13 +210,8 @@ def test_gc_consolidates_into_bounded_index_objects(
     monkeypatch.setattr(chunk_store, "MAX_PACK_BLOBS", 16)
     monkeypatch.setattr(maintenance, "INDEX_BATCH", 40)
     monkeypatch.setattr(maintenance, "CONSOLIDATE_AT", 0)
-    image = tmp_path / "v.img"
-    with open(image, "wb") as f:
-        for n in range(200):
-            f.write(n.to_bytes(8, "little") * (CS // 8))
     backend = MemoryBackend()
-    m = backup_volume(ChunkStore(backend), image, backup_id="f", volume_id="v", chunk_size=CS,
-                      backup_type=FULL)
+    m = _full_of_200_distinct_chunks(backend, tmp_path)
     report = maintenance.collect_garbage(ChunkStore(backend), grace_seconds=3600)
     assert report.index_objects_merged >= 1
     sizes = [sum(len(e) for e in index_mod.read_index_object(backend, k).values())
