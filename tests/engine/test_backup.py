@@ -276,3 +276,35 @@ def test_restore_paths_keep_bytes_and_holes(
     damage_chunk(store, victim)
     with pytest.raises(IntegrityError, match=victim):
         restore_volume(ChunkStore(backend), m, tmp_path / "r.img")
+
+
+def test_kept_runs_match_the_entry_by_entry_merge() -> None:
+    """A changed-block INCREMENTAL copies the unchanged stretches of its base's chunk table
+    as runs; expanded, they are exactly the entries the entry-by-entry merge keeps."""
+    import random
+
+    from ocibv.engine import backup as engine_backup
+    from ocibv.engine.manifest import ChunkEntry, ChunkTable
+
+    rng = random.Random(7)
+    for trial in range(40):
+        slots = rng.randint(1, 3000)
+        indices = sorted(rng.sample(range(slots), rng.randint(0, slots)))
+        entries = [ChunkEntry(i, f"{i:064x}", CS, 100) for i in indices]
+        table = ChunkTable(entries)
+        changed = sorted(rng.sample(range(slots), rng.randint(0, min(slots, 50))))
+        ranges = [(i * CS, rng.randint(1, CS)) for i in changed]
+        reader = engine_backup._ImageReader(-1, slots * CS, CS)
+        expected = list(engine_backup._merge_changed(entries, ranges, slots * CS, CS, reader))
+        got: list[int | ChunkEntry] = []
+        for item in engine_backup._kept_runs(table, changed):
+            if isinstance(item, engine_backup.KeptRun):
+                assert 0 < item.stop - item.first <= engine_backup.KEPT_PER_BATCH
+                got.extend(table[item.first : item.stop])
+            else:
+                got.append(item)
+        assert got == expected, trial
+        for i in range(0, slots + 2, 7):  # position_of agrees with a plain search
+            lo = rng.randint(0, len(table))
+            want = next((p for p in range(lo, len(table)) if indices[p] >= i), len(table))
+            assert table.position_of(i, lo) == want

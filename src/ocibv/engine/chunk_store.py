@@ -436,10 +436,11 @@ class ChunkStore:
         self._ensure_loaded()
         yield from self.index.digests()
 
-    def missing(self, digests: Iterable[str]) -> set[str]:
-        """The verification of rule W2: the ``digests`` without a location in a pack that
-        exists and no GC plan condemns. Lists ``gc/`` first, then ``packs/``, then reads
-        new index objects — in that order (see the safety argument in docs/design.md)."""
+    def missing(self, digests: Iterable[str | bytes]) -> set[str]:
+        """The verification of rule W2: the ``digests`` (hex, or binary as a chunk table
+        holds them; named in hex in the result) without a location in a pack that exists
+        and no GC plan condemns. Lists ``gc/`` first, then ``packs/``, then reads new index
+        objects — in that order (see the safety argument in docs/design.md)."""
         condemned = condemned_packs(self._backend)
         existing = existing_packs(self._backend)
         self.index.refresh(self._backend)

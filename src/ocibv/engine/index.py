@@ -107,11 +107,15 @@ INDEX_CACHE_KIB = 8192
 _IN_CLAUSE = 500
 
 
-def _binary_keys(digests: Iterable[str]) -> tuple[dict[bytes, str], set[str]]:
-    """The distinct hex ``digests`` by their binary form, and the malformed ones."""
+def _binary_keys(digests: Iterable[str | bytes]) -> tuple[dict[bytes, str], set[str]]:
+    """The distinct ``digests`` (hex, or binary as a chunk table holds them) by their
+    binary form, each with its hex name; and the malformed ones."""
     wanted: dict[bytes, str] = {}
     malformed: set[str] = set()
     for digest in digests:
+        if isinstance(digest, bytes):
+            wanted[digest] = ""  # named only if missing
+            continue
         try:
             wanted.setdefault(bytes.fromhex(digest), digest)
         except ValueError:
@@ -235,14 +239,16 @@ class PackIndex:
             "ORDER BY digest, rank",
             list(wanted),
         ):
-            out.setdefault(wanted[key], []).append(Location(ids[pack], off, length, size))
+            location = Location(ids[pack], off, length, size)
+            out.setdefault(wanted[key] or key.hex(), []).append(location)
         return out
 
     def without_usable_copy(
-        self, digests: Iterable[str], usable: Callable[[str], bool]
+        self, digests: Iterable[str | bytes], usable: Callable[[str], bool]
     ) -> set[str]:
-        """The distinct ``digests`` none of whose locations is in a pack ``usable`` accepts
-        (unknown or malformed digests included): one query per ``_IN_CLAUSE`` of them."""
+        """The distinct ``digests`` (hex or binary) none of whose locations is in a pack
+        ``usable`` accepts, as hex (unknown or malformed digests included): one query per
+        ``_IN_CLAUSE`` of them."""
         wanted, out = _binary_keys(digests)
         verdict: dict[int, bool] = {}
         found: set[bytes] = set()
@@ -255,7 +261,7 @@ class PackIndex:
                 ok = verdict[pack] = usable(ids[pack])
             if ok:
                 found.add(key)
-        out.update(digest for key, digest in wanted.items() if key not in found)
+        out.update(digest or key.hex() for key, digest in wanted.items() if key not in found)
         return out
 
     def __contains__(self, digest: object) -> bool:

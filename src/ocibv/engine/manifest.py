@@ -63,6 +63,8 @@ class ChunkEntry(NamedTuple):
 
 _RECORD = struct.Struct("<Q32sII")
 """A chunk entry in a :class:`ChunkTable`: index, binary digest, size, stored size."""
+_INDEX = struct.Struct("<Q")
+"""The chunk index at the start of a record."""
 SPOOL_BYTES = 1 << 20
 """Bytes of entries a :class:`ChunkTable` keeps in memory before it moves to a temp file."""
 _READ_RECORDS = 4096
@@ -107,13 +109,46 @@ class ChunkTable(Sequence[ChunkEntry]):
             self._file.seek(first * _RECORD.size)
             return self._file.read(count * _RECORD.size)
 
-    def __iter__(self) -> Iterator[ChunkEntry]:
+    def records(self, first: int, stop: int) -> bytes:
+        """Entries ``first`` up to ``stop`` packed (for :meth:`extend_records`)."""
+        return self._records(first, stop - first)
+
+    def index_at(self, position: int) -> int:
+        """The chunk index of entry ``position``."""
+        return int(_INDEX.unpack_from(self._records(position, 1))[0])
+
+    def position_of(self, chunk_index: int, lo: int = 0) -> int:
+        """The first position at or after ``lo`` whose entry's chunk index is at least
+        ``chunk_index`` (``len`` if none). Entries are sorted by distinct chunk indices, so
+        the answer is within ``chunk_index - index_at(lo)`` of ``lo``: a search near ``lo``
+        reads a few records, never the table."""
+        if lo >= self._count:
+            return self._count
+        first = self.index_at(lo)
+        if first >= chunk_index:
+            return lo
+        hi = min(self._count, lo + chunk_index - first)  # index_at(hi) >= chunk_index
+        lo += 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.index_at(mid) < chunk_index:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def rows(self) -> Iterator[tuple[int, bytes, int, int]]:
+        """``(index, binary digest, size, stored size)`` of every entry, in order, read a
+        block at a time."""
         position = 0
         while position < self._count:
             block = self._records(position, min(_READ_RECORDS, self._count - position))
-            for index, digest, size, stored in _RECORD.iter_unpack(block):
-                yield ChunkEntry(index, digest.hex(), size, stored)
+            yield from _RECORD.iter_unpack(block)
             position += len(block) // _RECORD.size
+
+    def __iter__(self) -> Iterator[ChunkEntry]:
+        for index, digest, size, stored in self.rows():
+            yield ChunkEntry(index, digest.hex(), size, stored)
 
     def __reduce__(self) -> tuple[Callable[[bytes], ChunkTable], tuple[bytes]]:
         """Pickled as its packed entries (48 bytes each): a backup helper sends a small
@@ -123,12 +158,8 @@ class ChunkTable(Sequence[ChunkEntry]):
     def digest_sizes(self) -> Iterator[tuple[bytes, int]]:
         """``(binary digest, stored size)`` of every entry, in order, without building
         entries (the unique-size tables take binary digests)."""
-        position = 0
-        while position < self._count:
-            block = self._records(position, min(_READ_RECORDS, self._count - position))
-            for _index, digest, _size, stored in _RECORD.iter_unpack(block):
-                yield digest, stored
-            position += len(block) // _RECORD.size
+        for _index, digest, _size, stored in self.rows():
+            yield digest, stored
 
     @overload
     def __getitem__(self, item: int) -> ChunkEntry: ...
@@ -160,13 +191,13 @@ class ChunkTable(Sequence[ChunkEntry]):
         self._file.close()
 
 
-def distinct_stored_bytes(entries: Iterable[ChunkEntry]) -> int:
+def distinct_stored_bytes(entries: Sequence[ChunkEntry]) -> int:
     """Sum of ``stored_size`` over the distinct digests of ``entries``, in bounded memory
     (a temporary on-disk SQLite table once there are many)."""
-    seen: dict[str, int] = {}
-    iterator = iter(entries)
-    for entry in iterator:
-        seen[entry.digest] = entry.stored_size
+    seen: dict[bytes, int] = {}
+    iterator = digest_sizes(entries)
+    for digest, stored in iterator:
+        seen[digest] = stored
         if len(seen) >= _DISTINCT_IN_MEMORY:
             break
     else:
@@ -175,11 +206,9 @@ def distinct_stored_bytes(entries: Iterable[ChunkEntry]) -> int:
     try:
         db.execute("PRAGMA cache_size=-4096")
         db.execute("CREATE TABLE d (digest BLOB PRIMARY KEY, stored INTEGER) WITHOUT ROWID")
-        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)",
-                       ((bytes.fromhex(d), s) for d, s in seen.items()))
+        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)", seen.items())
         seen.clear()
-        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)",
-                       ((bytes.fromhex(e.digest), e.stored_size) for e in iterator))
+        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)", iterator)
         (total,) = db.execute("SELECT COALESCE(SUM(stored), 0) FROM d").fetchone()
         return int(total)
     finally:
@@ -293,16 +322,15 @@ def _body_pieces(manifest: Manifest, what: str) -> Iterator[bytes]:
     compact separators writes it (``chunks`` last), checking the entries as they go."""
     head = json.dumps(_header(manifest), separators=(",", ":"), ensure_ascii=True)
     yield head.encode("ascii")[:-1] + _CHUNKS_KEY
-    batch: list[bytes] = []
+    batch: list[str] = []
     first = True
-    for entry in _checked(manifest, what):
-        batch.append(b'[%d,"%s",%d,%d]' % (entry.chunk_index, entry.digest.encode("ascii"),
-                                             entry.size, entry.stored_size))
+    for index, digest, size, stored in _checked(manifest, what):
+        batch.append(f'[{index},"{digest}",{size},{stored}]')
         if len(batch) >= _ENCODE_BATCH:
-            yield (b"" if first else b",") + b",".join(batch)
+            yield (b"" if first else b",") + ",".join(batch).encode("ascii")
             first, batch = False, []
     if batch:
-        yield (b"" if first else b",") + b",".join(batch)
+        yield (b"" if first else b",") + ",".join(batch).encode("ascii")
     yield b"]}"
 
 
@@ -498,24 +526,31 @@ def _stream_decode(
     return manifest
 
 
-def _checked(manifest: Manifest, what: str) -> Iterator[ChunkEntry]:
-    """The entries of ``manifest``; IntegrityError at the first that is out of order, out
-    of range, sized unlike its slot or with a malformed digest."""
+def _checked(manifest: Manifest, what: str) -> Iterator[tuple[int, str, int, int]]:
+    """The entries of ``manifest`` as ``(index, hex digest, size, stored size)``;
+    IntegrityError at the first that is out of order, out of range, sized unlike its slot
+    or with a malformed digest (a chunk table's binary digests are well formed)."""
     if manifest.chunk_size <= 0 or manifest.volume_size < 0:
         raise IntegrityError(f"{what}: bad chunk or volume size")
+    chunks = manifest.chunks
+    table = isinstance(chunks, ChunkTable)
+    rows: Iterable[tuple[int, str, int, int]] = chunks
+    if isinstance(chunks, ChunkTable):
+        rows = ((i, d.hex(), n, s) for i, d, n, s in chunks.rows())
+    chunk_size, volume_size = manifest.chunk_size, manifest.volume_size
     previous = -1
-    for entry in manifest.chunks:
-        if entry.chunk_index <= previous:
+    for index, digest, size, stored in rows:
+        if index <= previous:
             raise IntegrityError(f"{what}: chunk indices not strictly increasing")
-        start = entry.chunk_index * manifest.chunk_size
-        if start >= manifest.volume_size:
-            raise IntegrityError(f"{what}: chunk {entry.chunk_index} beyond the volume")
-        if entry.size != min(manifest.chunk_size, manifest.volume_size - start):
-            raise IntegrityError(f"{what}: chunk {entry.chunk_index} has size {entry.size}")
-        if len(entry.digest) != 64 or not keys.is_hex(entry.digest, 64):
-            raise IntegrityError(f"{what}: chunk {entry.chunk_index} has a malformed digest")
-        previous = entry.chunk_index
-        yield entry
+        start = index * chunk_size
+        if start >= volume_size:
+            raise IntegrityError(f"{what}: chunk {index} beyond the volume")
+        if size != (chunk_size if start + chunk_size <= volume_size else volume_size - start):
+            raise IntegrityError(f"{what}: chunk {index} has size {size}")
+        if not table and not keys.is_hex(digest, 64):
+            raise IntegrityError(f"{what}: chunk {index} has a malformed digest")
+        previous = index
+        yield index, digest, size, stored
 
 
 def check_manifest(manifest: Manifest, *, what: str = "manifest") -> None:
