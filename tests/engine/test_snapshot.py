@@ -20,6 +20,7 @@ from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.live_volume import LiveVolume
 from ocibv.engine.manifest import FULL
 from ocibv.engine.snapshot import BLOCK, begin_group
+from ocibv.engine.volume_files import read_if_cached
 from tests.engine.store_helpers import KIB, MIB, mixed_image, write_image, writing_randomly
 
 SIZE = 16 * MIB  # mixed_image needs 13 MiB
@@ -80,6 +81,32 @@ def test_only_unread_blocks_are_preserved_and_end_frees_them(volume: LiveVolume)
     with pytest.raises(OSError):
         os.fstat(view._pfd)  # the preserved data is gone with its descriptor
     volume.write(MIB + 2 * BLOCK, b"after")  # no snapshot: nothing preserved, no error
+
+
+def test_write_now_keeps_the_point_in_time_or_declines(volume: LiveVolume) -> None:
+    """The event loop's write (``write_now``): it preserves what a snapshot needs, as
+    ``write`` does; it declines, writing nothing, while the gate is closed or when a block
+    to preserve would have to be read from the disk."""
+    before = volume.path.read_bytes()
+    snap = begin_group([volume])
+    view = snap.members[0].view
+    assert volume.write_now(MIB + 5, b"n" * 4 * KIB)  # cached: preserved, then written
+    assert view.preserved_bytes == BLOCK
+    data = next(o for o in range(2 * MIB, SIZE, BLOCK) if before[o : o + BLOCK].strip(b"\0"))
+    os.fsync(volume.fd)  # clean pages, which the kernel can then evict
+    os.posix_fadvise(volume.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    if read_if_cached(volume.fd, BLOCK, data) is not None:
+        pytest.skip("this file system keeps the image's pages cached")
+    assert not volume.write_now(data, b"d" * 4 * KIB)  # would wait for the disk: declined
+    volume.gate.close()
+    assert not volume.write_now(8 * MIB, b"g" * 4 * KIB)  # held: the caller queues it
+    volume.gate.open()
+    assert view.read(0, SIZE) == before
+    snap.end()
+    after = volume.path.read_bytes()
+    assert after[MIB + 5 : MIB + 5 + 4 * KIB] == b"n" * 4 * KIB
+    assert after[8 * MIB : 8 * MIB + 4 * KIB] == before[8 * MIB : 8 * MIB + 4 * KIB]
+    assert after[data : data + 4 * KIB] == before[data : data + 4 * KIB]
 
 
 def test_writers_are_not_blocked_for_the_length_of_the_backup(volume: LiveVolume) -> None:

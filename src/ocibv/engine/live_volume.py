@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ocibv.engine.changed_blocks import ChangedBlocks
 from ocibv.engine.snapshot import MemberSnapshot, PointInTime, WriteGate, discard_stale
+from ocibv.engine.volume_files import read_if_cached
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -83,14 +84,7 @@ class LiveVolume:
     def read_cached(self, offset: int, length: int) -> bytearray | None:
         """The bytes at ``offset`` if all are in the page cache (RWF_NOWAIT), else None;
         never blocks on the disk."""
-        buf = bytearray(length)
-        try:
-            n = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
-                return None
-            raise
-        return buf if n == length else None
+        return read_if_cached(self.fd, length, offset)
 
     def _before(self, offset: int, length: int, *, fills: bool) -> None:
         if self._snapshot is not None:
@@ -101,12 +95,33 @@ class LiveVolume:
     def write(self, offset: int, data: bytes | bytearray, *, fua: bool = False) -> None:
         with self.gate.writing():
             self._before(offset, len(data), fills=True)
-            view = memoryview(data)
-            done = 0
-            while done < len(data):
-                done += os.pwrite(self.fd, view[done:], offset + done)
+            self._pwrite(offset, data)
         if fua:
             os.fdatasync(self.fd)
+
+    def write_now(self, offset: int, data: bytes | bytearray) -> bool:
+        """``write`` (without FUA) on the calling thread if it needs no waiting but the
+        write itself into the page cache: the gate is open and the blocks a snapshot must
+        preserve are cached. False: nothing was written (call ``write``)."""
+        if not self.gate.enter_now():
+            return False
+        try:
+            if self._snapshot is not None and not self._snapshot.before_write_cached(
+                offset, len(data)
+            ):
+                return False
+            if self.changed is not None:
+                self.changed.mark(offset, len(data))
+            self._pwrite(offset, data)
+            return True
+        finally:
+            self.gate.leave()
+
+    def _pwrite(self, offset: int, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self.fd, view[done:], offset + done)
 
     def trim(self, offset: int, length: int, *, fua: bool = False) -> None:
         self.zero(offset, length, may_trim=True, fua=fua)

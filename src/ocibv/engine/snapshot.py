@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from ocibv.engine.changed_blocks import Capture
 from ocibv.engine.errors import VolumeImageError
+from ocibv.engine.volume_files import read_if_cached
 
 if TYPE_CHECKING:
     from ocibv.engine.live_volume import LiveVolume
@@ -58,6 +59,20 @@ class WriteGate:
             with self._cond:
                 self._active -= 1
                 self._cond.notify_all()
+
+    def enter_now(self) -> bool:
+        """``writing``'s entry without waiting: False (and not entered) while closed;
+        after True, call ``leave``."""
+        with self._cond:
+            if self._closed:
+                return False
+            self._active += 1
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
@@ -124,6 +139,23 @@ class PointInTime:
                 elif state == _READ:
                     self._state[index] = _WRITTEN_AFTER_READ
 
+    def before_write_cached(self, offset: int, length: int) -> bool:
+        """``before_write`` of a write that fills its range, done only as far as it needs no
+        disk read: False when a block to preserve is not in the page cache (the blocks
+        before it are preserved; call ``before_write`` to finish)."""
+        if length <= 0:
+            return True
+        last = min(offset + length, self.size) - 1
+        with self._lock:
+            for index in range(offset // self.block, last // self.block + 1):
+                state = self._state.get(index)
+                if state is None:
+                    if not self._preserve(index, cached_only=True):
+                        return False
+                elif state == _READ:
+                    self._state[index] = _WRITTEN_AFTER_READ
+        return True
+
     def _data_blocks(self, first: int, last: int) -> Iterator[int]:
         """Blocks in ``first..last`` that may hold data (SEEK_DATA); a hole stays a hole.
         Lazy: a whole-device discard (mkfs) must not build a list of every block."""
@@ -139,19 +171,24 @@ class PointInTime:
             yield from range(max(start // self.block, first), (stop - 1) // self.block + 1)
             pos = stop
 
-    def _preserve(self, index: int) -> None:
+    def _preserve(self, index: int, *, cached_only: bool = False) -> bool:
+        """Copy block ``index``'s bytes to the preserve file (or record it as zeros); with
+        ``cached_only``, only if they are all in the page cache (else False, nothing done)."""
         start = index * self.block
         n = min(self.block, self.size - start)
-        data = os.pread(self.fd, n, start)
+        data = read_if_cached(self.fd, n, start) if cached_only else os.pread(self.fd, n, start)
+        if data is None:
+            return False
         if data.count(0) == len(data):
             self._state[index] = _ZERO
-            return
+            return True
         written = 0
         while written < n:
             written += os.pwrite(self._pfd, memoryview(data)[written:], self._end + written)
         self._state[index] = self._end
         self._end += n
         self.preserved_bytes += n
+        return True
 
     @property
     def preserve_fd(self) -> int:

@@ -201,3 +201,16 @@ def start_writeback(fd: int) -> None:
     fn = _sync_file_range()
     if fn is not None:
         fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
+def read_if_cached(fd: int, length: int, offset: int) -> bytearray | None:
+    """The ``length`` bytes at ``offset`` if all are in the page cache (``RWF_NOWAIT``),
+    else None: never waits for the disk."""
+    buf = bytearray(length)
+    try:
+        n = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+            return None
+        raise
+    return buf if n == length else None

@@ -37,6 +37,12 @@ class Export(Protocol):
         """Write ``data`` at ``offset``; with ``fua`` it is durable on return."""
         ...
 
+    def write_now(self, offset: int, data: bytes | bytearray) -> bool:
+        """``write`` without FUA if it can be done at once, else False (nothing written).
+        Called on the event loop: it may wait for nothing but the write into the page
+        cache."""
+        ...
+
     def trim(self, offset: int, length: int, *, fua: bool = False) -> None:
         """Discard the range; it may then read as anything (ocibv: zeros, a hole)."""
         ...

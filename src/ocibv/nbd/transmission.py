@@ -9,7 +9,9 @@ buffer growth were ~2.2 s of CPU per GiB written).
 
 Dispatch, all on the event loop: a READ whose bytes are in the page cache is answered at
 once (``Export.read_cached``); other reads and BLOCK_STATUS run in the thread pool as tasks;
-WRITE/TRIM/WRITE_ZEROES/FLUSH go through the connection's ``WriteQueue``. Back-pressure: when
+a WRITE of at most ``WRITE_NOW_BYTES`` without FUA, with nothing of its connection queued,
+is written at once when the export can take it without waiting (``Export.write_now``);
+other WRITE/TRIM/WRITE_ZEROES/FLUSH go through the connection's ``WriteQueue``. Back-pressure: when
 more than ``INFLIGHT_BYTES`` of payload are in flight, or the transport's write buffer is
 full, the protocol stops reading from the socket until it drains.
 """
@@ -40,6 +42,8 @@ STAGING_BYTES = 1024 * 1024
 """Staging buffer: many small requests per ``recv``; larger payloads bypass it."""
 DIRECT_PAYLOAD = 64 * 1024
 """WRITE payloads at least this large are received straight into their own buffer."""
+WRITE_NOW_BYTES = 64 * 1024
+"""WRITE payloads up to this size may be written on the event loop (``_write_now``)."""
 FREE_BYTES = 16 * 1024 * 1024
 """Payload buffers kept for reuse per connection (a fresh one costs zeroing and page faults;
 nbdcopy keeps 64 requests of 256 KiB in flight per connection)."""
@@ -344,10 +348,29 @@ class Transmission(asyncio.BufferedProtocol):
         finally:
             self._release(held)
 
+    def _write_now(self, r: p.Request, payload: bytearray) -> bool:
+        """Answer a small WRITE on the event loop when nothing is queued before it and the
+        export can take it at once (``Export.write_now``): the thread-pool round trip cost
+        1-4 ms at p99 while a backup kept both cores busy, the write itself ~0.1 ms."""
+        if len(payload) > WRITE_NOW_BYTES or r.flags & p.CMD_FLAG_FUA or self.writes.busy:
+            return False
+        try:
+            if not self.export.write_now(r.offset, payload):
+                return False
+        except OSError as exc:
+            log.warning("nbd %s: command %d failed: %s", self.session.export_name, r.type, exc)
+            self._send(self._error_bytes(r, nbd_errno(exc), str(exc)))
+        else:
+            self._send(self._done_bytes(r))
+        self._recycle(payload)
+        return True
+
     def _queue(self, r: p.Request, payload: bytearray | None) -> None:
         export, fua = self.export, bool(r.flags & p.CMD_FLAG_FUA)
         job: Callable[[], None]
         held = 0
+        if r.type == p.CMD_WRITE and payload is not None and self._write_now(r, payload):
+            return
         if r.type == p.CMD_WRITE:
             assert payload is not None
             held = self._hold(len(payload))

@@ -49,6 +49,11 @@ class WriteQueue(Generic[T]):
         if start:
             self._pool.submit(self._drain)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a submitted job has not been reported yet (on the event loop)."""
+        return self._outstanding > 0
+
     async def idle(self) -> None:
         """Wait until every submitted job has run and been reported."""
         await self._idle.wait()
