@@ -102,6 +102,12 @@ RESULTS = ROOT / "bench" / "results"
 LOADS: list[dict[str, Any]] = []
 
 
+def settle_writeback() -> None:
+    """Write out every dirty page before a timed step, so an earlier step's writeback (the
+    other tool's repository, the NBD writes) does not compete with this one's fsyncs."""
+    os.sync()
+
+
 def load(step: str) -> None:
     """Sample the 1/5/15-minute load average at ``step``."""
     one, five, fifteen = os.getloadavg()
@@ -211,6 +217,7 @@ class Bench:
         """One volume backup through the SDK: request to AVAILABLE, bytes read, store growth."""
         store, cpu = self.store_bytes(), self.server_cpu()
         load(f"{kind} start")
+        settle_writeback()
         started = time.perf_counter()
         made = self.bs.create_volume_backup(
             M.CreateVolumeBackupDetails(volume_id=volume_id, type=kind)).data
@@ -224,6 +231,7 @@ class Bench:
                 "store_growth_bytes": self.store_bytes() - store}
 
     def restore(self, backup_id: str) -> tuple[str, float]:
+        settle_writeback()
         started = time.perf_counter()
         made = self.bs.create_volume(M.CreateVolumeDetails(
             compartment_id=self.tenancy, availability_domain=self.ad,
@@ -304,6 +312,7 @@ def restic_run(work: Path, image: Path, size: int) -> dict[str, float]:
     if not (work / "restic").exists():
         subprocess.run(["restic", "init", "-q"], env=env, check=True, capture_output=True)
     before = du(work / "restic")
+    settle_writeback()
     pipeline = (f"head -c {size} {shlex.quote(str(image))} | restic backup -q --host bench "
                 "--stdin --stdin-filename volume.img")
     m = measure(["bash", "-o", "pipefail", "-c", pipeline], env=env,
