@@ -360,6 +360,9 @@ class Transmission(asyncio.BufferedProtocol):
         except OSError as exc:
             log.warning("nbd %s: command %d failed: %s", self.session.export_name, r.type, exc)
             self._send(self._error_bytes(r, nbd_errno(exc), str(exc)))
+        except Exception:  # as the queued path: the client gets EIO, the connection goes on
+            log.exception("nbd %s: command %d failed", self.session.export_name, r.type)
+            self._send(self._error_bytes(r, p.EIO, "internal error"))
         else:
             self._send(self._done_bytes(r))
         self._recycle(payload)
