@@ -126,22 +126,28 @@ def test_group_backup_under_a_live_writer_is_one_instant(server: Server) -> None
     group = create_group(bs, tenancy, ad, [a, b]).id
     writer_a, writer_b = client(attach(server, a)), client(attach(server, b))
     written = [0]
+    failures: list[BaseException] = []
     for kind in ("FULL", "INCREMENTAL"):
         stop = threading.Event()
-
-        def write_records(stop: threading.Event = stop) -> None:
-            n = written[0]
-            while not stop.is_set() and n < 4000:
-                n += 1
-                assert writer_a.write(n * RECORD, record(n)) == 0  # first to A...
-                assert writer_b.write(n * RECORD, record(n)) == 0  # ...then to B
-                written[0] = n
-
         first = written[0]
+
+        def write_records(stop: threading.Event = stop, limit: int = first + 20_000) -> None:
+            n = written[0]
+            try:  # each round has room of its own: a fast writer and a slow FULL once left
+                while not stop.is_set() and n < limit:  # none to the INCREMENTAL (a hang)
+                    n += 1
+                    assert writer_a.write(n * RECORD, record(n)) == 0  # first to A...
+                    assert writer_b.write(n * RECORD, record(n)) == 0  # ...then to B
+                    written[0] = n
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
         thread = threading.Thread(target=write_records)
         thread.start()
         try:
             while written[0] < first + 50:
+                assert thread.is_alive(), f"the writer stopped: {failures}"
                 time.sleep(0.01)
             backup = bs.create_volume_group_backup(
                 M.CreateVolumeGroupBackupDetails(volume_group_id=group, type=kind)).data
