@@ -365,18 +365,16 @@ def backup_volume(
         if seam and previous is not None and changed_ranges is not None:
             ranges = sorted(changed_ranges)
             _check_ranges(ranges)
-            kept = previous
+            kept = previous.chunks
+            same_size = previous.volume_size == size  # every kept entry fits its slot
 
             def items() -> Iterator[WorkItem]:
-                if previous.volume_size == size and isinstance(kept.chunks, ChunkTable):
-                    changed = _changed_indices(ranges, size, chunk_size)
-                    return _kept_runs(kept.chunks, changed)
-                return _merge_changed(kept.chunks, ranges, size, chunk_size, reader)
+                if same_size and isinstance(kept, ChunkTable):
+                    return _kept_runs(kept, _changed_indices(ranges, size, chunk_size))
+                return _merge_changed(kept, ranges, size, chunk_size, reader)
 
-            if previous.volume_size == size:  # every kept entry fits its slot: only the
-                # changed chunks are read (no pass over the previous manifest for a total)
-                changed = _changed_indices(ranges, size, chunk_size)
-                total = sum(reader.slot_size(i) for i in changed)
+            if same_size:  # only the changed chunks are read: no pass over ``kept`` to total
+                total = sum(reader.slot_size(i) for i in _changed_indices(ranges, size, chunk_size))
             else:
                 total = sum(reader.slot_size(i) for i in items() if isinstance(i, int))
             work: Iterable[WorkItem] = items()

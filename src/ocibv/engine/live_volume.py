@@ -86,11 +86,18 @@ class LiveVolume:
         never blocks on the disk."""
         return read_if_cached(self.fd, length, offset)
 
-    def _before(self, offset: int, length: int, *, fills: bool) -> None:
-        if self._snapshot is not None:
-            self._snapshot.before_write(offset, length, fills=fills)
+    def _before(
+        self, offset: int, length: int, *, fills: bool, cached_only: bool = False
+    ) -> bool:
+        """The snapshot's and the changed-block record's hooks, before a write; False
+        (nothing marked) when ``cached_only`` and a block to preserve is not cached."""
+        if self._snapshot is not None and not self._snapshot.before_write(
+            offset, length, fills=fills, cached_only=cached_only
+        ):
+            return False
         if self.changed is not None:
             self.changed.mark(offset, length)
+        return True
 
     def write(self, offset: int, data: bytes | bytearray, *, fua: bool = False) -> None:
         with self.gate.writing():
@@ -106,12 +113,8 @@ class LiveVolume:
         if not self.gate.enter_now():
             return False
         try:
-            if self._snapshot is not None and not self._snapshot.before_write_cached(
-                offset, len(data)
-            ):
+            if not self._before(offset, len(data), fills=True, cached_only=True):
                 return False
-            if self.changed is not None:
-                self.changed.mark(offset, len(data))
             self._pwrite(offset, data)
             return True
         finally:

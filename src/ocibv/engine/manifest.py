@@ -226,6 +226,7 @@ def _table_of_records(records: bytes) -> ChunkTable:
     table.extend_records(records, len(records) // _RECORD.size)
     return table
 
+
 def digest_sizes(chunks: Sequence[ChunkEntry]) -> Iterator[tuple[bytes, int]]:
     """``(binary digest, stored size)`` of each entry of ``chunks`` (fast for a
     :class:`ChunkTable`)."""

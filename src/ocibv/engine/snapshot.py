@@ -118,16 +118,21 @@ class PointInTime:
         """Free the preserved data."""
         os.close(self._pfd)
 
-    def before_write(self, offset: int, length: int, *, fills: bool) -> None:
+    def before_write(
+        self, offset: int, length: int, *, fills: bool, cached_only: bool = False
+    ) -> bool:
         """Writer hook: preserve the point-in-time bytes of every block of ``[offset,
         offset+length)`` the backup has not read yet. ``fills`` is False for trims and
-        zeroing, after which the range reads as zeros: blocks that are holes need nothing."""
+        zeroing, after which the range reads as zeros: blocks that are holes need nothing.
+        With ``cached_only`` (a write on the event loop) it stops and returns False at a
+        block to preserve that is not in the page cache (the blocks before it are
+        preserved; call again without it to finish); otherwise it returns True."""
         if length <= 0:
-            return
+            return True
         first = offset // self.block
         last = min(offset + length, self.size) - 1
         if last < offset:
-            return
+            return True
         blocks: Iterable[int] = range(first, last // self.block + 1)
         if not fills:
             blocks = self._data_blocks(first, last // self.block)
@@ -135,22 +140,7 @@ class PointInTime:
             for index in blocks:
                 state = self._state.get(index)
                 if state is None:
-                    self._preserve(index)
-                elif state == _READ:
-                    self._state[index] = _WRITTEN_AFTER_READ
-
-    def before_write_cached(self, offset: int, length: int) -> bool:
-        """``before_write`` of a write that fills its range, done only as far as it needs no
-        disk read: False when a block to preserve is not in the page cache (the blocks
-        before it are preserved; call ``before_write`` to finish)."""
-        if length <= 0:
-            return True
-        last = min(offset + length, self.size) - 1
-        with self._lock:
-            for index in range(offset // self.block, last // self.block + 1):
-                state = self._state.get(index)
-                if state is None:
-                    if not self._preserve(index, cached_only=True):
+                    if not self._preserve(index, cached_only=cached_only):
                         return False
                 elif state == _READ:
                     self._state[index] = _WRITTEN_AFTER_READ

@@ -41,11 +41,9 @@ def _digest_keys(pairs: Iterable[tuple[Digest, int]]) -> tuple[Keys, Sizes]:
     """Sorted distinct 64-bit keys of the digests of ``pairs`` and each one's size (from
     its first pair)."""
     listed = list(pairs)
-    digests = [digest for digest, _ in listed]
-    if any(isinstance(digest, str) for digest in digests):
-        digests = [bytes.fromhex(d) if isinstance(d, str) else d for d in digests]
+    digests = [d if isinstance(d, bytes) else bytes.fromhex(d) for d, _ in listed]
     sizes = [size for _, size in listed]
-    words = np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 4)  # type: ignore[arg-type]
+    words = np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 4)
     keys, first = np.unique(np.bitwise_xor.reduce(words, axis=1), return_index=True)
     return keys, np.asarray(sizes, dtype=np.uint32)[first]
 
