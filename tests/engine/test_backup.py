@@ -308,3 +308,56 @@ def test_kept_runs_match_the_entry_by_entry_merge() -> None:
             lo = rng.randint(0, len(table))
             want = next((p for p in range(lo, len(table)) if indices[p] >= i), len(table))
             assert table.position_of(i, lo) == want
+
+
+def test_incremental_verifies_kept_entries_by_their_packs(
+    store: ChunkStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed-block INCREMENTAL looks up only the chunks it read; the entries it keeps
+    pass W2 through the packs its base was found in — until one of them is condemned,
+    when every entry is looked up again and the condemned ones are stored again."""
+    import json
+
+    from ocibv.engine import keys
+    from ocibv.engine.index import PackIndex, existing_packs
+
+    image = mixed_image(tmp_path / "vol.img")
+    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS,
+                         backup_type=FULL)
+    assert full.verified_packs and full.verified_packs <= existing_packs(store.backend)
+    looked_up: list[int] = []
+    real = PackIndex.without_usable_copy
+
+    def counting(self: PackIndex, digests, usable, found_in=None):  # type: ignore[no-untyped-def]
+        listed = list(digests)
+        looked_up.append(len(listed))
+        return real(self, listed, usable, found_in)
+
+    monkeypatch.setattr(PackIndex, "without_usable_copy", counting)
+
+    def incremental(backup_id: str, previous, seed: int):  # type: ignore[no-untyped-def]
+        with open(image, "r+b") as f:
+            f.seek(2 * MIB)
+            f.write(random_bytes(100, seed))
+        return backup_volume(store, image, backup_id=backup_id, volume_id="v", chunk_size=CS,
+                             previous=previous, backup_type=INCREMENTAL,
+                             changed_ranges=[(2 * MIB, 100)])
+
+    incr = incremental("i1", full, 1)
+    assert looked_up == [1]  # the chunk read, not the volume's
+    assert incr.verified_packs is not None and full.verified_packs <= incr.verified_packs
+
+    kept = {e.digest for e in incr.chunks if e.chunk_index != 2 * MIB // CS}
+    victim = store.index.locations(sorted(kept)[0])[0].pack
+    plan = {"version": 1, "packs": [victim]}
+    store.backend.put(keys.plan_key("0000000000001-abc"), json.dumps(plan).encode())
+    looked_up.clear()
+    again = incremental("i2", incr, 2)
+    # vouching refused: every entry looked up, then again after the condemned were stored
+    assert looked_up == [len(again.digests())] * 2
+    assert victim not in (again.verified_packs or {victim})
+    assert store.missing(again.digests()) == set()
+    store.backend.delete(keys.plan_key("0000000000001-abc"))
+    restored = tmp_path / "restored.img"
+    restore_volume(store, again, restored)
+    assert sha256(restored) == sha256(image)

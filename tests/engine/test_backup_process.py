@@ -89,3 +89,43 @@ def test_helper_errors_come_back_and_the_helper_stays_usable(
         assert result.stored_bytes > 0
     finally:
         volume.close()
+
+
+def test_a_big_manifest_comes_back_as_its_table_file(
+    workers: BackupWorkers, tmp_path: Path
+) -> None:
+    """Past ``RETURNED_ENTRIES_MAX`` entries the helper sends its chunk table's file
+    descriptor, not the entries; both processes then read that one file (the helper's
+    own reads for the next INCREMENTAL do not disturb the serving process's)."""
+    from ocibv.engine.backup_process import RETURNED_ENTRIES_MAX
+    from ocibv.engine.chunk_table import ChunkTable
+
+    chunk = 4 * KIB
+    count = RETURNED_ENTRIES_MAX + 3
+    image = tmp_path / "vol.img"
+    with open(image, "wb") as f:
+        f.write(b"".join((n + 1).to_bytes(8, "little") + bytes(chunk - 8) for n in range(count)))
+    volume = LiveVolume(image)
+    url = f"file://{tmp_path / 'store'}"
+    try:
+        snap = begin_group([volume])
+        result = workers.backup(_request(url, volume, "big", chunk_size=chunk),
+                                snap.members[0].view)
+        snap.end(committed_backup_ids={0: "big"})
+        store = ChunkStore(open_backend(url))
+        assert result.table_entries == count
+        assert isinstance(result.manifest.chunks, ChunkTable)
+        assert result.manifest == load_manifest(store.backend, "big")
+
+        with open(image, "r+b") as f:
+            f.seek(5 * chunk)
+            f.write(b"changed")
+        snap = begin_group([volume])
+        workers.backup(_request(url, volume, "next", chunk_size=chunk, previous_id="big",
+                                backup_type=INCREMENTAL, changed_ranges=[(5 * chunk, 7)]),
+                       snap.members[0].view)
+        snap.end(committed_backup_ids={0: "next"})
+        assert result.manifest == load_manifest(store.backend, "big")
+        assert result.manifest.chunks[5] != load_manifest(store.backend, "next").chunks[5]
+    finally:
+        volume.close()

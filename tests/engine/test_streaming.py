@@ -10,6 +10,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from ocibv.engine import chunk_table as chunk_table_mod
 from ocibv.engine import index as index_mod
 from ocibv.engine import manifest as manifest_mod
 from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend
@@ -128,7 +129,7 @@ def test_other_json_layouts_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_backup_streams_its_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A backup never builds a list of the volume's chunks: its entries go to a ChunkTable
     in chunk order and the stored object is written from a spooled file (``put_file``)."""
-    monkeypatch.setattr(manifest_mod, "SPOOL_BYTES", 1024)  # spill after 21 entries
+    monkeypatch.setattr(chunk_table_mod, "SPOOL_BYTES", 1024)  # spill after 21 entries
     image = tmp_path / "v.img"
     with open(image, "wb") as f:
         f.truncate(8 << 20)

@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_digest
+from ocibv.engine.chunk_table import ChunkEntry, ChunkTable, digest_sizes
 from ocibv.engine.errors import IntegrityError, VolumeImageError
 from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
     BackupType,
-    ChunkEntry,
-    ChunkTable,
     Manifest,
     delete_manifest,
-    digest_sizes,
     save_manifest,
     validate_id,
 )
@@ -402,6 +400,7 @@ def backup_volume(
             refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
             for index, ref in zip(indices, refs, strict=True):
                 found[index] = ChunkEntry(index, ref.digest, ref.size, ref.stored_size)
+            fresh.extend(ref.digest for ref in refs)
             out: list[ChunkEntry | KeptRun] = []
             for item in batch:
                 if isinstance(item, int):
@@ -413,6 +412,7 @@ def backup_volume(
             return out, read
 
         kept_table = previous.chunks if previous is not None else None
+        fresh: list[str] = []  # digests of the chunks read (the rest are ``previous``'s)
 
         def append(entries: list[ChunkEntry | KeptRun]) -> None:
             """Add a task's entries to the new manifest; kept runs as packed records."""
@@ -451,8 +451,11 @@ def backup_volume(
             group_backup_id=group_backup_id,
         )
         save_manifest(store.backend, manifest)
+        vouched = None
+        if seam and previous is not None and previous.verified_packs is not None:
+            vouched = Vouched(previous.verified_packs, fresh)
         try:
-            _verify_and_repair(store, reader, manifest)
+            _verify_and_repair(store, reader, manifest, vouched)
         except BaseException:
             delete_manifest(store.backend, backup_id)  # never leave an unverified manifest
             raise
@@ -470,16 +473,36 @@ def backup_volume(
 VERIFY_ATTEMPTS = 4
 
 
-def verify_backup(store: ChunkStore, manifest: Manifest) -> set[str]:
-    """Digests of ``manifest`` without a usable stored copy (empty: the backup is whole)."""
-    return store.missing(digest for digest, _ in digest_sizes(manifest.chunks))
+class Vouched(NamedTuple):
+    """An INCREMENTAL's entries apart from ``fresh`` are its base's, which a verification
+    found in ``packs``."""
+
+    packs: frozenset[str]
+    fresh: list[str]
 
 
-def _verify_and_repair(store: ChunkStore, reader: _ImageReader, manifest: Manifest) -> None:
+def verify_backup(
+    store: ChunkStore, manifest: Manifest, vouched: Vouched | None = None
+) -> set[str]:
+    """Digests of ``manifest`` without a usable stored copy (empty: the backup is whole);
+    with ``vouched``, the other entries are checked by their packs while those are usable.
+    A whole backup remembers the packs it was found in (``Manifest.verified_packs``)."""
+    found = None
+    if vouched is not None:
+        found = store.verify(vouched.fresh, vouched=vouched.packs)
+    if found is None or not found.vouched:
+        found = store.verify(digest for digest, _ in digest_sizes(manifest.chunks))
+    manifest.verified_packs = None if found.missing else found.packs
+    return found.missing
+
+
+def _verify_and_repair(
+    store: ChunkStore, reader: _ImageReader, manifest: Manifest, vouched: Vouched | None
+) -> None:
     """Rule W2: verify after the manifest is saved; store again from the image what a
     concurrent garbage collection condemned or removed, until nothing is missing."""
     for _ in range(VERIFY_ATTEMPTS):
-        missing = verify_backup(store, manifest)
+        missing = verify_backup(store, manifest, vouched)
         if not missing:
             return
         seen: set[str] = set()

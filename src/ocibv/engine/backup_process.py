@@ -25,6 +25,7 @@ manifests it wrote between jobs. Protocol: length-prefixed pickle frames on a so
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import socket
@@ -33,12 +34,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ocibv.engine.backup import SnapshotSource, backup_volume
 from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.chunk_table import ChunkTable
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.manifest import BackupType, Manifest
 from ocibv.engine.snapshot import PointInTime
@@ -51,7 +52,7 @@ _FRAME = struct.Struct(">I")
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BackupRequest:
     """What ``engine.backup.backup_volume`` needs, minus the objects that cannot cross a
     process boundary: the store is named by URL, the previous manifest by its id."""
@@ -101,22 +102,27 @@ def run_backup(
 
 RETURNED_ENTRIES_MAX = 65536
 """A helper sends a manifest back packed (48 bytes an entry: 3 MiB at most) when it has no
-more entries than this; the serving process then counts its unique size without reading
-and parsing it from the store (~5 us an entry). Bigger manifests stay in the helper."""
+more entries than this; a bigger one's chunk table follows the answer as the descriptor of
+its file (SCM_RIGHTS). Either way the serving process counts its unique size without
+reading and parsing it from the store (~5 us an entry)."""
 
 
 class BackupResult(NamedTuple):
-    """What the serving process needs of a backup the helper saved: its stored bytes and,
-    when small (``RETURNED_ENTRIES_MAX``), the manifest itself."""
+    """What the serving process needs of a backup the helper saved: its stored bytes and
+    the manifest — with its chunks when small (``RETURNED_ENTRIES_MAX``), else without
+    them (``table_entries`` of them follow as a descriptor)."""
 
     backup_id: str
     stored_bytes: int
-    manifest: Manifest | None = None
+    manifest: Manifest
+    table_entries: int | None = None
 
     @classmethod
     def of(cls, manifest: Manifest) -> BackupResult:
-        small = len(manifest.chunks) <= RETURNED_ENTRIES_MAX
-        return cls(manifest.backup_id, manifest.stored_bytes, manifest if small else None)
+        if len(manifest.chunks) <= RETURNED_ENTRIES_MAX:
+            return cls(manifest.backup_id, manifest.stored_bytes, manifest)
+        header = dataclasses.replace(manifest, chunks=[])
+        return cls(manifest.backup_id, manifest.stored_bytes, header, len(manifest.chunks))
 
 
 class WorkerLost(VolumeImageError):
@@ -196,8 +202,14 @@ class BackupProcess:
                 if progress is not None:
                     progress(message[1], message[2])
             elif kind in ("done", "error"):
+                value = message[1]
+                if kind == "done" and value.table_entries is not None:
+                    _, fds, _, _ = socket.recv_fds(self.sock, 1, 1)
+                    if len(fds) != 1:
+                        raise EOFError("backup process sent no chunk table")
+                    value.manifest.chunks = ChunkTable.adopt(fds[0], value.table_entries)
                 send_frame(self.sock, ("end",))
-                return kind, message[1]
+                return kind, value
             else:
                 raise EOFError(f"backup process sent {kind!r}")
 

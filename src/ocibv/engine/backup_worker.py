@@ -30,6 +30,7 @@ from ocibv.engine.backup_process import (
     send_frame,
 )
 from ocibv.engine.chunk_store import ChunkStore
+from ocibv.engine.chunk_table import ChunkTable
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.manifest import Manifest, load_manifest
 from ocibv.engine.snapshot import apply_fixups, merge_extents
@@ -50,9 +51,12 @@ class Channel:
         self._next = 0
         self._broken: BaseException | None = None
 
-    def send(self, message: object) -> None:
+    def send(self, message: object, fd: int | None = None) -> None:
+        """Send ``message``, then ``fd`` (one byte with SCM_RIGHTS) when given."""
         with self._send_lock:
             send_frame(self.sock, message)
+            if fd is not None:
+                socket.send_fds(self.sock, [b"T"], [fd])
 
     def call(self, *request: Any) -> Any:
         with self._cond:
@@ -156,11 +160,17 @@ class Worker:
         channel = Channel(self.sock)
 
         def run() -> None:
+            table_fd = None
             try:
-                answer: tuple[str, Any] = ("done", self.backup(request, channel, preserve_fd))
+                result = self.backup(request, channel, preserve_fd)
+                answer: tuple[str, Any] = ("done", result)
+                if result.table_entries is not None:  # the table follows (BackupResult)
+                    table = self.manifests[result.backup_id].chunks
+                    assert isinstance(table, ChunkTable)
+                    table_fd = table.fileno()
             except BaseException as exc:  # reported to the serving process
                 answer = ("error", _picklable(exc))
-            channel.send(answer)
+            channel.send(answer, table_fd)
 
         thread = threading.Thread(target=run, name="ocibv-backup")
         thread.start()

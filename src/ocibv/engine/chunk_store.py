@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
@@ -437,14 +437,41 @@ class ChunkStore:
         yield from self.index.digests()
 
     def missing(self, digests: Iterable[str | bytes]) -> set[str]:
+        """The ``digests`` (hex or binary) that fail :meth:`verify`, in hex."""
+        return self.verify(digests).missing
+
+    def verify(
+        self, digests: Iterable[str | bytes], *, vouched: frozenset[str] | None = None
+    ) -> Verified:
         """The verification of rule W2: the ``digests`` (hex, or binary as a chunk table
         holds them; named in hex in the result) without a location in a pack that exists
         and no GC plan condemns. Lists ``gc/`` first, then ``packs/``, then reads new index
-        objects — in that order (see the safety argument in docs/design.md)."""
+        objects — in that order (see the safety argument in docs/design.md).
+
+        ``vouched``: packs in which an earlier verification found every *other* digest of
+        the backup (an INCREMENTAL's entries kept from its base). Packs are immutable, so
+        while each of them exists and no plan condemns it, those digests pass W2 without
+        being looked up one by one; when one does not, ``Verified.vouched`` is False and
+        the caller verifies every digest."""
         condemned = condemned_packs(self._backend)
         existing = existing_packs(self._backend)
         self.index.refresh(self._backend)
         self._condemned = condemned
-        return self.index.without_usable_copy(
-            digests, lambda pack: pack in existing and pack not in condemned
+        if vouched is not None and not vouched <= existing - condemned:
+            return Verified(set(), frozenset(), vouched=False)
+        found_in: set[str] = set(vouched or ())
+        missing = self.index.without_usable_copy(
+            digests, lambda pack: pack in existing and pack not in condemned, found_in
         )
+        return Verified(missing, frozenset(found_in))
+
+
+class Verified(NamedTuple):
+    """The outcome of :meth:`ChunkStore.verify`."""
+
+    missing: set[str]
+    """Digests without a usable copy (empty: the backup is whole)."""
+    packs: frozenset[str]
+    """Packs holding a usable copy of every other digest (for ``vouched`` next time)."""
+    vouched: bool = True
+    """False when a ``vouched`` pack is gone or condemned: nothing was checked."""

@@ -244,14 +244,18 @@ class PackIndex:
         return out
 
     def without_usable_copy(
-        self, digests: Iterable[str | bytes], usable: Callable[[str], bool]
+        self,
+        digests: Iterable[str | bytes],
+        usable: Callable[[str], bool],
+        found_in: set[str] | None = None,
     ) -> set[str]:
         """The distinct ``digests`` (hex or binary) none of whose locations is in a pack
         ``usable`` accepts, as hex (unknown or malformed digests included): one query per
-        ``_IN_CLAUSE`` of them."""
+        ``_IN_CLAUSE`` of them. ``found_in`` gets a usable pack of each of the others."""
         wanted, out = _binary_keys(digests)
         verdict: dict[int, bool] = {}
         found: set[bytes] = set()
+        packs: set[int] = set()
         ids = self._pack_ids
         for key, pack in self._query_in(
             "SELECT DISTINCT digest, pack FROM loc WHERE digest IN ({marks})", list(wanted)
@@ -259,9 +263,12 @@ class PackIndex:
             ok = verdict.get(pack)
             if ok is None:
                 ok = verdict[pack] = usable(ids[pack])
-            if ok:
+            if ok and key not in found:
                 found.add(key)
+                packs.add(pack)
         out.update(digest or key.hex() for key, digest in wanted.items() if key not in found)
+        if found_in is not None:
+            found_in.update(ids[pack] for pack in packs)
         return out
 
     def __contains__(self, digest: object) -> bool:

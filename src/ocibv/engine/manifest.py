@@ -15,19 +15,28 @@ from __future__ import annotations
 import binascii
 import json
 import re
-import sqlite3
-import struct
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any, NamedTuple, overload
+from typing import IO, Any
 
 import blake3
+import numpy as np
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
+from ocibv.engine.chunk_table import (
+    _RECORD,
+    SPOOL_BYTES,
+    ChunkEntry,
+    ChunkList,
+    ChunkTable,
+    Records,
+    distinct_stored_bytes,
+    entries_json,
+    record_blocks,
+)
 from ocibv.engine.errors import BackendError, IntegrityError, ObjectNotFound
 
 MANIFEST_FORMAT = 1
@@ -52,189 +61,6 @@ _MID = b'","manifest":'
 _HEAD_LEN = len(_HEAD) + 64 + len(_MID)
 
 
-class ChunkEntry(NamedTuple):
-    """Chunk ``chunk_index`` (from byte ``chunk_index * chunk_size``) holds chunk ``digest``."""
-
-    chunk_index: int
-    digest: str
-    size: int
-    stored_size: int
-
-
-_RECORD = struct.Struct("<Q32sII")
-"""A chunk entry in a :class:`ChunkTable`: index, binary digest, size, stored size."""
-_INDEX = struct.Struct("<Q")
-"""The chunk index at the start of a record."""
-SPOOL_BYTES = 1 << 20
-"""Bytes of entries a :class:`ChunkTable` keeps in memory before it moves to a temp file."""
-_READ_RECORDS = 4096
-
-
-class ChunkTable(Sequence[ChunkEntry]):
-    """The chunk entries of a manifest in compact form: 48 bytes per entry (binary digest)
-    in memory up to ``SPOOL_BYTES``, then in an anonymous temporary file — so a manifest of
-    a million chunks costs no memory to hold, and a backup or a reader streams through it.
-    Append-only; thread-safe."""
-
-    def __init__(self, entries: Iterable[ChunkEntry] = ()) -> None:
-        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - lives with the table
-        self._count = 0
-        self._lock = threading.Lock()
-        self.extend(entries)
-
-    def append(self, entry: ChunkEntry) -> None:
-        self.extend((entry,))
-
-    def extend(self, entries: Iterable[ChunkEntry]) -> None:
-        pack = _RECORD.pack
-        out = []
-        for index, digest, size, stored in entries:
-            out.append(pack(index, bytes.fromhex(digest), size, stored))
-        self.extend_records(b"".join(out), len(out))
-
-    def extend_records(self, records: bytes, count: int) -> None:
-        """Append ``count`` packed records."""
-        if not count:
-            return
-        with self._lock:
-            self._file.seek(self._count * _RECORD.size)
-            self._file.write(records)
-            self._count += count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def _records(self, first: int, count: int) -> bytes:
-        with self._lock:
-            self._file.seek(first * _RECORD.size)
-            return self._file.read(count * _RECORD.size)
-
-    def records(self, first: int, stop: int) -> bytes:
-        """Entries ``first`` up to ``stop`` packed (for :meth:`extend_records`)."""
-        return self._records(first, stop - first)
-
-    def index_at(self, position: int) -> int:
-        """The chunk index of entry ``position``."""
-        return int(_INDEX.unpack_from(self._records(position, 1))[0])
-
-    def position_of(self, chunk_index: int, lo: int = 0) -> int:
-        """The first position at or after ``lo`` whose entry's chunk index is at least
-        ``chunk_index`` (``len`` if none). Entries are sorted by distinct chunk indices, so
-        the answer is within ``chunk_index - index_at(lo)`` of ``lo``: a search near ``lo``
-        reads a few records, never the table."""
-        if lo >= self._count:
-            return self._count
-        first = self.index_at(lo)
-        if first >= chunk_index:
-            return lo
-        hi = min(self._count, lo + chunk_index - first)  # index_at(hi) >= chunk_index
-        lo += 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.index_at(mid) < chunk_index:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    def rows(self) -> Iterator[tuple[int, bytes, int, int]]:
-        """``(index, binary digest, size, stored size)`` of every entry, in order, read a
-        block at a time."""
-        position = 0
-        while position < self._count:
-            block = self._records(position, min(_READ_RECORDS, self._count - position))
-            yield from _RECORD.iter_unpack(block)
-            position += len(block) // _RECORD.size
-
-    def __iter__(self) -> Iterator[ChunkEntry]:
-        for index, digest, size, stored in self.rows():
-            yield ChunkEntry(index, digest.hex(), size, stored)
-
-    def __reduce__(self) -> tuple[Callable[[bytes], ChunkTable], tuple[bytes]]:
-        """Pickled as its packed entries (48 bytes each): a backup helper sends a small
-        manifest back whole."""
-        return _table_of_records, (self._records(0, self._count),)
-
-    def digest_sizes(self) -> Iterator[tuple[bytes, int]]:
-        """``(binary digest, stored size)`` of every entry, in order, without building
-        entries (the unique-size tables take binary digests)."""
-        for _index, digest, _size, stored in self.rows():
-            yield digest, stored
-
-    @overload
-    def __getitem__(self, item: int) -> ChunkEntry: ...
-
-    @overload
-    def __getitem__(self, item: slice) -> list[ChunkEntry]: ...
-
-    def __getitem__(self, item: int | slice) -> ChunkEntry | list[ChunkEntry]:
-        if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(self._count))]
-        if item < 0:
-            item += self._count
-        if not 0 <= item < self._count:
-            raise IndexError("chunk table index out of range")
-        index, digest, size, stored = _RECORD.unpack(self._records(item, 1))
-        return ChunkEntry(index, digest.hex(), size, stored)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or len(other) != len(self):
-            return False
-        return all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<ChunkTable of {self._count} entries>"
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def distinct_stored_bytes(entries: Sequence[ChunkEntry]) -> int:
-    """Sum of ``stored_size`` over the distinct digests of ``entries``, in bounded memory
-    (a temporary on-disk SQLite table once there are many)."""
-    seen: dict[bytes, int] = {}
-    iterator = digest_sizes(entries)
-    for digest, stored in iterator:
-        seen[digest] = stored
-        if len(seen) >= _DISTINCT_IN_MEMORY:
-            break
-    else:
-        return sum(seen.values())
-    db = sqlite3.connect("")  # private temporary database on disk, deleted on close
-    try:
-        db.execute("PRAGMA cache_size=-4096")
-        db.execute("CREATE TABLE d (digest BLOB PRIMARY KEY, stored INTEGER) WITHOUT ROWID")
-        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)", seen.items())
-        seen.clear()
-        db.executemany("INSERT OR REPLACE INTO d VALUES (?, ?)", iterator)
-        (total,) = db.execute("SELECT COALESCE(SUM(stored), 0) FROM d").fetchone()
-        return int(total)
-    finally:
-        db.close()
-
-
-_DISTINCT_IN_MEMORY = 100_000
-
-
-ChunkList = list[ChunkEntry] | ChunkTable
-
-
-def _table_of_records(records: bytes) -> ChunkTable:
-    table = ChunkTable()
-    table.extend_records(records, len(records) // _RECORD.size)
-    return table
-
-
-def digest_sizes(chunks: Sequence[ChunkEntry]) -> Iterator[tuple[bytes, int]]:
-    """``(binary digest, stored size)`` of each entry of ``chunks`` (fast for a
-    :class:`ChunkTable`)."""
-    if isinstance(chunks, ChunkTable):
-        return chunks.digest_sizes()
-    return ((bytes.fromhex(e.digest), e.stored_size) for e in chunks)
-
-
 @dataclass
 class Manifest:
     """One volume backup. ``chunks`` is sorted by index and holds non-zero chunks only: a
@@ -249,6 +75,10 @@ class Manifest:
     chunks: ChunkList = field(default_factory=list)
     group_backup_id: str | None = None
     format: int = MANIFEST_FORMAT
+    verified_packs: frozenset[str] | None = field(default=None, compare=False, repr=False)
+    """Not stored: when this process verified the backup (rule W2), packs holding a usable
+    copy of each of its chunks — what lets an INCREMENTAL built on it verify the entries it
+    keeps pack by pack instead of chunk by chunk (``ChunkStore.verify``)."""
 
     def digests(self) -> set[str]:
         """The distinct chunks this backup needs."""
@@ -323,15 +153,11 @@ def _body_pieces(manifest: Manifest, what: str) -> Iterator[bytes]:
     compact separators writes it (``chunks`` last), checking the entries as they go."""
     head = json.dumps(_header(manifest), separators=(",", ":"), ensure_ascii=True)
     yield head.encode("ascii")[:-1] + _CHUNKS_KEY
-    batch: list[str] = []
     first = True
-    for index, digest, size, stored in _checked(manifest, what):
-        batch.append(f'[{index},"{digest}",{size},{stored}]')
-        if len(batch) >= _ENCODE_BATCH:
-            yield (b"" if first else b",") + ",".join(batch).encode("ascii")
-            first, batch = False, []
-    if batch:
-        yield (b"" if first else b",") + ",".join(batch).encode("ascii")
+    for block in _checked(manifest, what):
+        text = entries_json(block)  # each entry after a comma
+        yield text[1:] if first else text
+        first = False
     yield b"]}"
 
 
@@ -527,31 +353,39 @@ def _stream_decode(
     return manifest
 
 
-def _checked(manifest: Manifest, what: str) -> Iterator[tuple[int, str, int, int]]:
-    """The entries of ``manifest`` as ``(index, hex digest, size, stored size)``;
-    IntegrityError at the first that is out of order, out of range, sized unlike its slot
-    or with a malformed digest (a chunk table's binary digests are well formed)."""
-    if manifest.chunk_size <= 0 or manifest.volume_size < 0:
-        raise IntegrityError(f"{what}: bad chunk or volume size")
-    chunks = manifest.chunks
-    table = isinstance(chunks, ChunkTable)
-    rows: Iterable[tuple[int, str, int, int]] = chunks
-    if isinstance(chunks, ChunkTable):
-        rows = ((i, d.hex(), n, s) for i, d, n, s in chunks.rows())
+def _checked(manifest: Manifest, what: str) -> Iterator[Records]:
+    """The entries of ``manifest`` as blocks of records; IntegrityError at the first that
+    is out of order, out of range, sized unlike its slot or with a malformed digest (a
+    chunk table's binary digests are well formed)."""
     chunk_size, volume_size = manifest.chunk_size, manifest.volume_size
+    if chunk_size <= 0 or volume_size < 0:
+        raise IntegrityError(f"{what}: bad chunk or volume size")
+    slots = -(-volume_size // chunk_size)
+    last_size = volume_size - (slots - 1) * chunk_size
+    chunks = manifest.chunks
+    if not isinstance(chunks, ChunkTable):
+        for entry in chunks:
+            if not keys.is_hex(entry.digest, 64):
+                raise IntegrityError(f"{what}: chunk {entry.chunk_index} has a malformed digest")
     previous = -1
-    for index, digest, size, stored in rows:
-        if index <= previous:
-            raise IntegrityError(f"{what}: chunk indices not strictly increasing")
-        start = index * chunk_size
-        if start >= volume_size:
-            raise IntegrityError(f"{what}: chunk {index} beyond the volume")
-        if size != (chunk_size if start + chunk_size <= volume_size else volume_size - start):
-            raise IntegrityError(f"{what}: chunk {index} has size {size}")
-        if not table and not keys.is_hex(digest, 64):
-            raise IntegrityError(f"{what}: chunk {index} has a malformed digest")
-        previous = index
-        yield index, digest, size, stored
+    for block in record_blocks(chunks):
+        index, size = block["index"], block["size"]
+        unordered = np.empty(len(block), dtype=np.bool_)
+        unordered[0] = int(index[0]) <= previous
+        np.less_equal(index[1:], index[:-1], out=unordered[1:])
+        beyond = index >= slots
+        missized = size != np.where(index == slots - 1, last_size, chunk_size)
+        bad = unordered | beyond | missized
+        if bad.any():
+            at = int(np.argmax(bad))
+            chunk = int(index[at])
+            if unordered[at]:
+                raise IntegrityError(f"{what}: chunk indices not strictly increasing")
+            if beyond[at]:
+                raise IntegrityError(f"{what}: chunk {chunk} beyond the volume")
+            raise IntegrityError(f"{what}: chunk {chunk} has size {int(size[at])}")
+        previous = int(index[-1])
+        yield block
 
 
 def check_manifest(manifest: Manifest, *, what: str = "manifest") -> None:

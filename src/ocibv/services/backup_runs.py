@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 
@@ -27,9 +27,10 @@ from ocibv.domain.reservations import Reason
 from ocibv.engine import backup as engine
 from ocibv.engine.backup_process import BackupRequest, BackupWorkers, run_backup
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
+from ocibv.engine.chunk_table import Keys, Sizes, digest_keys, record_blocks, union
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
-from ocibv.engine.manifest import BackupType, ChunkEntry, Manifest, digest_sizes
+from ocibv.engine.manifest import BackupType
 from ocibv.engine.snapshot import MemberSnapshot, begin_group
 from ocibv.engine.volume_files import allocated_bytes, grow_image
 from ocibv.jobs.context import JobContext
@@ -75,15 +76,16 @@ class TenancySizes:
         for owner, members in gone_owners.items():
             if len(members) != sum(1 for o in self.owner_of.values() if o == owner):
                 return False  # part of an owner went: recount
-            gone_chunks: list[Sequence[ChunkEntry]] = []
+            gone_keys: list[tuple[Keys, Sizes]] = []
             for backup_id in members:
                 chunks = catalog.pop_forgotten(backup_id)
                 if chunks is None:
                     return False
-                self.members.remove(backup_id, (d for d, _ in digest_sizes(chunks)))
-                gone_chunks.append(chunks)
+                keys_sizes = digest_keys(record_blocks(chunks))
+                self.members.remove_keys(backup_id, keys_sizes[0])
+                gone_keys.append(keys_sizes)
                 del self.owner_of[backup_id]
-            self.owners.remove(owner, (d for c in gone_chunks for d, _ in digest_sizes(c)))
+            self.owners.remove_keys(owner, union(gone_keys)[0])
         new_owners: dict[str, list[str]] = {}
         for backup_id, row in backups.items():
             if backup_id not in self.owner_of:
@@ -91,16 +93,17 @@ class TenancySizes:
         for owner, members in new_owners.items():
             if owner in self.owners:
                 return False  # a member joined an owner already counted: recount
-            found: list[Manifest] = []
+            found: list[tuple[Keys, Sizes]] = []
             for backup_id in members:
                 if not catalog.has_manifest(tenancy_id, backup_id):
                     continue
                 manifest = catalog.manifest(tenancy_id, backup_id)
-                self.members.add(backup_id, digest_sizes(manifest.chunks))
-                found.append(manifest)
+                keys_sizes = digest_keys(record_blocks(manifest.chunks))
+                self.members.add_keys(backup_id, *keys_sizes)
+                found.append(keys_sizes)
                 self.owner_of[backup_id] = owner
-            if found:  # streamed from each member's (disk-backed) chunk table
-                self.owners.add(owner, (pair for m in found for pair in digest_sizes(m.chunks)))
+            if found:
+                self.owners.add_keys(owner, *union(found))
         return True
 
 
@@ -194,7 +197,6 @@ class BackupRuns:
         once (writers of attached volumes wait only for that instant), and an INCREMENTAL reads
         only what the volume's changed-block record says changed, when the record can vouch
         for it; otherwise it compares content."""
-        total = self.bytes_to_read(m.volume_id for m in pending)
         lives: list[LiveVolume] = []
         opened: list[LiveVolume] = []
         try:
@@ -207,11 +209,11 @@ class BackupRuns:
             snapshot = begin_group(lives)
             committed: dict[int, str] = {}
             try:
-                progress = _GroupProgress(job, total)
                 changed = [
                     _changed_ranges(member, view)
                     for member, view in zip(pending, snapshot.members, strict=True)
                 ]
+                progress = _GroupProgress(job, self.bytes_to_read(pending, changed))
 
                 def capture(position: int) -> None:
                     member = pending[position]
@@ -270,8 +272,7 @@ class BackupRuns:
             # the helper reads the base manifest itself (and keeps the ones it wrote)
             result = self.workers.backup(request, view.view, progress)
             store.refresh()  # the packs and index objects the helper wrote
-            if result.manifest is not None:
-                self.catalog.remember(result.manifest)  # for the unique sizes: not read back
+            self.catalog.remember(result.manifest)  # for the unique sizes: not read back
             stored = result.stored_bytes
         else:
             previous = self.catalog.manifest(tenancy, base_id) if base_id else None
@@ -297,10 +298,21 @@ class BackupRuns:
             if volume is not None and volume.attrs.get("resized_since_backup"):
                 repo.update(conn, volume, attrs=dict(volume.attrs, resized_since_backup=False))
 
-    def bytes_to_read(self, volume_ids: Iterable[str]) -> int:
-        """What backing up these volumes reads at most (their data extents), for progress."""
-        paths = [self.ctx.settings.volume_path(v) for v in volume_ids]
-        return sum(allocated_bytes(p) for p in paths if p.exists())
+    def bytes_to_read(
+        self, members: list[repo.Resource], changed: list[list[tuple[int, int]] | None]
+    ) -> int:
+        """What backing up these members reads at most, for progress: what changed, when
+        that is known; else the volume's data extents (a walk of them: as long as the
+        volume, so only where the backup reads it all anyway)."""
+        total = 0
+        for member, ranges in zip(members, changed, strict=True):
+            if ranges is not None:
+                total += sum(length for _, length in ranges)
+                continue
+            path = self.ctx.settings.volume_path(member.volume_id)
+            if path.exists():
+                total += allocated_bytes(path)
+        return total
 
     def after_backup(self, rows: Iterable[repo.Resource], tenancy_id: str) -> None:
         """Once a backup is AVAILABLE: its catalog entries, the identity and unique sizes."""

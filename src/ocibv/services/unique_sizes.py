@@ -27,10 +27,10 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from ocibv.engine.chunk_table import Keys, Sizes, distinct
+
 Digest = str | bytes
 """A chunk digest, hex or binary (32 bytes)."""
-Keys = npt.NDArray[np.uint64]
-Sizes = npt.NDArray[np.uint32]
 
 
 def _owner_key(owner: str) -> int:
@@ -38,14 +38,12 @@ def _owner_key(owner: str) -> int:
 
 
 def _digest_keys(pairs: Iterable[tuple[Digest, int]]) -> tuple[Keys, Sizes]:
-    """Sorted distinct 64-bit keys of the digests of ``pairs`` and each one's size (from
-    its first pair)."""
+    """Sorted distinct 64-bit keys of the digests of ``pairs`` and each one's size."""
     listed = list(pairs)
     digests = [d if isinstance(d, bytes) else bytes.fromhex(d) for d, _ in listed]
-    sizes = [size for _, size in listed]
     words = np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 4)
-    keys, first = np.unique(np.bitwise_xor.reduce(words, axis=1), return_index=True)
-    return keys, np.asarray(sizes, dtype=np.uint32)[first]
+    sizes = np.asarray([size for _, size in listed], dtype=np.uint32)
+    return distinct(np.bitwise_xor.reduce(words, axis=1), sizes)
 
 
 def _sums_by_owner(xors: Keys, sizes: Sizes) -> Iterator[tuple[int, int]]:
@@ -96,11 +94,17 @@ class RefTable:
     ) -> None:
         """Count ``owner`` (not counted yet) as naming ``digests`` (digest → stored size, or
         ``(digest, stored size)`` pairs; repeats count once; digests hex or binary)."""
+        self.add_keys(
+            owner, *_digest_keys(digests.items() if isinstance(digests, Mapping) else digests)
+        )
+
+    def add_keys(self, owner: str, keys: Keys, sizes: Sizes) -> None:
+        """:meth:`add` of digests given by their sorted distinct keys
+        (``ocibv.engine.chunk_table.digest_keys``) and sizes."""
         key = _owner_key(owner)
         self._owners[key] = owner
         self.unique.setdefault(owner, 0)
         self.dirty.add(owner)
-        keys, sizes = _digest_keys(digests.items() if isinstance(digests, Mapping) else digests)
         positions, found = self._find(keys)
         rows = positions[found]
         self._credit(rows[self._counts[rows] == 1], -1)  # no longer unique to their owner
@@ -115,10 +119,13 @@ class RefTable:
 
     def remove(self, owner: str, digests: Iterable[Digest]) -> None:
         """Forget ``owner``, which named exactly ``digests`` (repeats count once)."""
+        self.remove_keys(owner, _digest_keys((digest, 0) for digest in digests)[0])
+
+    def remove_keys(self, owner: str, keys: Keys) -> None:
+        """:meth:`remove` of digests given by their sorted distinct keys."""
         key = _owner_key(owner)
         self.unique.pop(owner, None)
         self.dirty.discard(owner)
-        keys, _ = _digest_keys((digest, 0) for digest in digests)
         positions, found = self._find(keys)
         rows = positions[found]
         self._counts[rows] -= 1
