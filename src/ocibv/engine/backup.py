@@ -29,6 +29,7 @@ from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scr
 from ocibv.engine.manifest import (
     BackupType,
     Manifest,
+    Reuse,
     delete_manifest,
     save_manifest,
     validate_id,
@@ -414,6 +415,17 @@ def backup_volume(
         kept_table = previous.chunks if previous is not None else None
         fresh: list[str] = []  # digests of the chunks read (the rest are ``previous``'s)
 
+        plan: list[tuple[int, int] | int] = []  # Reuse.plan: runs of ``previous``, new entries
+
+        def planned(segment: tuple[int, int] | int) -> None:
+            last = plan[-1] if plan else None
+            if isinstance(segment, int) and isinstance(last, int):
+                plan[-1] = last + segment
+            elif isinstance(segment, tuple) and isinstance(last, tuple) and last[1] == segment[0]:
+                plan[-1] = (last[0], segment[1])
+            elif segment:
+                plan.append(segment)
+
         def append(entries: list[ChunkEntry | KeptRun]) -> None:
             """Add a task's entries to the new manifest; kept runs as packed records."""
             pending: list[ChunkEntry] = []
@@ -421,12 +433,15 @@ def backup_volume(
                 if isinstance(item, KeptRun):
                     assert isinstance(kept_table, ChunkTable)  # runs come only from a table
                     chunks.extend(pending)
+                    planned(len(pending))
                     pending = []
                     records = kept_table.records(item.first, item.stop)
                     chunks.extend_records(records, item.stop - item.first)
+                    planned((item.first, item.stop))
                 else:
                     pending.append(item)
             chunks.extend(pending)
+            planned(len(pending))
 
         done = 0
         if progress:
@@ -450,7 +465,10 @@ def backup_volume(
             chunks=chunks,
             group_backup_id=group_backup_id,
         )
-        save_manifest(store.backend, manifest)
+        reuse = None
+        if previous is not None and any(isinstance(segment, tuple) for segment in plan):
+            reuse = Reuse(previous, plan)  # the text of the kept runs is copied
+        save_manifest(store.backend, manifest, reuse)
         vouched = None
         if seam and previous is not None and previous.verified_packs is not None:
             vouched = Vouched(previous.verified_packs, fresh)

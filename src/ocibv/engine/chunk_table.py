@@ -147,12 +147,15 @@ class ChunkTable(Sequence[ChunkEntry]):
             yield from _RECORD.iter_unpack(block)
             position += len(block) // _RECORD.size
 
-    def blocks(self, records: int = BLOCK_RECORDS) -> Iterator[Records]:
-        """Every entry, in order, as numpy arrays of ``RECORD_DTYPE`` of up to ``records``
-        entries (views of the bytes read: nothing is held between blocks)."""
-        position = 0
-        while position < self._count:
-            block = self._records(position, min(records, self._count - position))
+    def blocks(
+        self, records: int = BLOCK_RECORDS, first: int = 0, stop: int | None = None
+    ) -> Iterator[Records]:
+        """Entries ``first`` up to ``stop`` (default: every entry), in order, as numpy arrays
+        of ``RECORD_DTYPE`` of up to ``records`` entries (views of the bytes read: nothing
+        is held between blocks)."""
+        position, stop = first, self._count if stop is None else min(stop, self._count)
+        while position < stop:
+            block = self._records(position, min(records, stop - position))
             yield np.frombuffer(block, dtype=RECORD_DTYPE)
             position += len(block) // _RECORD.size
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import binascii
 import json
+import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import blake3
 import numpy as np
@@ -38,6 +39,9 @@ from ocibv.engine.chunk_table import (
     record_blocks,
 )
 from ocibv.engine.errors import BackendError, IntegrityError, ObjectNotFound
+from ocibv.engine.manifest_reuse import BaseBody
+
+log = logging.getLogger("ocibv.engine.manifest")
 
 MANIFEST_FORMAT = 1
 MANIFEST_PREFIX = keys.MANIFEST_PREFIX
@@ -75,6 +79,9 @@ class Manifest:
     chunks: ChunkList = field(default_factory=list)
     group_backup_id: str | None = None
     format: int = MANIFEST_FORMAT
+    compact: bool = field(default=False, compare=False, repr=False)
+    """Not stored: the stored body is known to be laid out as ocibv writes it (this process
+    saved it, or read it with the streaming reader) — an INCREMENTAL may copy its text."""
     verified_packs: frozenset[str] | None = field(default=None, compare=False, repr=False)
     """Not stored: when this process verified the backup (rule W2), packs holding a usable
     copy of each of its chunks — what lets an INCREMENTAL built on it verify the entries it
@@ -148,17 +155,53 @@ _CHUNKS_KEY = b',"chunks":['
 _ENCODE_BATCH = 4096
 
 
-def _body_pieces(manifest: Manifest, what: str) -> Iterator[bytes]:
+class Reuse(NamedTuple):
+    """How a manifest's entries follow from ``base``'s, in order: ``(first, stop)`` is a run
+    of ``base``'s entries, byte for byte; an int is that many entries of its own."""
+
+    base: Manifest
+    plan: list[tuple[int, int] | int]
+
+
+def _body_pieces(
+    manifest: Manifest, what: str, reused: tuple[BaseBody, Reuse] | None = None
+) -> Iterator[bytes]:
     """The BODY bytes of ``manifest``, piece by piece, exactly as ``json.dumps`` with
-    compact separators writes it (``chunks`` last), checking the entries as they go."""
+    compact separators writes it (``chunks`` last), checking the entries as they go —
+    copying the text of the runs ``reused`` names from its base's stored body."""
     head = json.dumps(_header(manifest), separators=(",", ":"), ensure_ascii=True)
     yield head.encode("ascii")[:-1] + _CHUNKS_KEY
+    if reused is None:
+        yield from _entry_text(_checked(manifest, what))
+    else:
+        for _block in _checked(manifest, what):  # every entry, before any is copied
+            pass
+        body, reuse = reused
+        table = manifest.chunks
+        assert isinstance(table, ChunkTable)
+        position = 0
+        for n, segment in enumerate(reuse.plan):
+            if n:
+                yield b","
+            if isinstance(segment, int):
+                yield from _entry_text(table.blocks(first=position, stop=position + segment))
+                position += segment
+            else:
+                yield from body.text(*segment)
+                position += segment[1] - segment[0]
+        if position != len(table):
+            raise ValueError(f"{what}: the reuse plan covers {position} of {len(table)} entries")
+        body.finish()  # the base's checksum, over every byte copied
+    yield b"]}"
+
+
+def _entry_text(blocks: Iterable[Records]) -> Iterator[bytes]:
+    """The entries of ``blocks`` as JSON, separated by commas."""
     first = True
-    for block in _checked(manifest, what):
+    for block in blocks:
         text = entries_json(block)  # each entry after a comma
         yield text[1:] if first else text
         first = False
-    yield b"]}"
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
@@ -167,14 +210,16 @@ def encode_manifest(manifest: Manifest) -> bytes:
     return _HEAD + blake3.blake3(body).hexdigest().encode("ascii") + _MID + body + b"}"
 
 
-def _spool_manifest(manifest: Manifest) -> tuple[IO[bytes], int]:
+def _spool_manifest(
+    manifest: Manifest, reused: tuple[BaseBody, Reuse] | None = None
+) -> tuple[IO[bytes], int]:
     """The stored bytes of ``manifest`` in a temporary file (in memory while small), written
     entry batch by entry batch: the checksum goes in front once the body is hashed."""
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 * SPOOL_BYTES)  # noqa: SIM115
     try:
         out.write(bytes(_HEAD_LEN))
         hasher = blake3.blake3()
-        for piece in _body_pieces(manifest, f"manifest {manifest.backup_id}"):
+        for piece in _body_pieces(manifest, f"manifest {manifest.backup_id}", reused):
             hasher.update(piece)
             out.write(piece)
         out.write(b"}")
@@ -185,6 +230,22 @@ def _spool_manifest(manifest: Manifest) -> tuple[IO[bytes], int]:
     except BaseException:
         out.close()
         raise
+
+
+def _base_body(backend: Backend, base: Manifest) -> BaseBody:
+    """The stored body of ``base`` (ObjectNotFound, IntegrityError if it is not sound)."""
+    key = manifest_key(base.backup_id)
+    what = f"manifest {base.backup_id}"
+    size = backend.size(key)
+    head = backend.get_range(key, 0, _HEAD_LEN)
+    if len(head) != _HEAD_LEN or not head.startswith(_HEAD) or not head.endswith(_MID):
+        raise IntegrityError(f"{what}: not a manifest document")
+    checksum = head[len(_HEAD) : len(_HEAD) + 64].decode("ascii", "replace")
+
+    def read(offset: int, length: int) -> bytes:
+        return backend.get_range(key, offset, length)
+
+    return BaseBody(read, size, _HEAD_LEN, checksum, len(base.chunks), _CHUNKS_KEY, what)
 
 
 def decode_manifest(blob: bytes, *, what: str = "manifest") -> Manifest:
@@ -350,6 +411,7 @@ def _stream_decode(
         return None
     if hasher.hexdigest() != expected:
         raise IntegrityError(f"{what}: checksum mismatch")
+    manifest.compact = True
     return manifest
 
 
@@ -403,18 +465,28 @@ def _ids(backend: Backend, prefix: str) -> list[str]:
     return sorted(ids)
 
 
-def save_manifest(backend: Backend, manifest: Manifest) -> None:
-    """Store ``manifest`` (replacing one with the same id); durable on return.
+def save_manifest(backend: Backend, manifest: Manifest, reuse: Reuse | None = None) -> None:
+    """Store ``manifest`` (replacing one with the same id); durable on return. With
+    ``reuse``, the text of the entries it shares with its base is copied from the base's
+    stored manifest (when that reads back sound; else every entry is encoded).
 
     Callers save a manifest last, after every chunk it names is durable (``backend.sync()``).
     """
     key = manifest_key(manifest.backup_id)
-    spool, size = _spool_manifest(manifest)  # checks every entry on the way
+    spool = None
+    if reuse is not None and reuse.base.compact and isinstance(manifest.chunks, ChunkTable):
+        try:
+            spool, size = _spool_manifest(manifest, (_base_body(backend, reuse.base), reuse))
+        except (ObjectNotFound, IntegrityError) as exc:  # e.g. the base was just deleted
+            log.info("manifest %s: base text not reused (%s)", manifest.backup_id, exc)
+    if spool is None:
+        spool, size = _spool_manifest(manifest)  # checks every entry on the way
     try:
         backend.put_file(key, spool, size)
     finally:
         spool.close()
     backend.sync()
+    manifest.compact = True
 
 
 def load_manifest(backend: Backend, backup_id: str) -> Manifest:
