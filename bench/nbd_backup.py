@@ -25,7 +25,10 @@ request until it is AVAILABLE (polled every 20 ms); bytes read are the job row's
    (sha256) to the source volume's and to the image-plus-writes computed in memory, and
    hold no data past the range.
 2. Flat in volume size: the same change (655 writes of 64 KiB) on volumes with 4, 16, 64, 8
-   GiB of data (``--sizes``; 64 needs ~60 GiB of free disk): ``--repeats`` changed-block
+   GiB of data (``--sizes``; 64 needs ~60 GiB of free disk), and on volumes of 4 and 64 GiB
+   with a 4 KiB block written at the start of every 256 KiB chunk (``--sparse-sizes``: every
+   chunk in the manifest, as in a fully written volume, with 1/64 of the data, so 64 GiB fits
+   the shared disk; changed-block INCREMENTALs only): ``--repeats`` changed-block
    INCREMENTALs (a new change before each; the median is reported), then a content-rescan
    one for comparison (detach, ``touch`` the image behind the record's back so its mtime no
    longer matches, attach, write the same amount, INCREMENTAL: the job's note says it
@@ -98,6 +101,8 @@ first interval (``oci.wait_until`` polls after 1 s, doubling up to 30 s). Pollin
 ``POLL`` is 50 signed requests a second, a load of its own on the serving process; that
 case is measured too (``during_full_polled_every_20ms``)."""
 RESERVE = 4 * GIB  # free disk left to the other users of the machine
+CHUNK = 256 * 1024  # ocibv's chunk size
+SPARSE_BLOCK = 4096
 RESULTS = ROOT / "bench" / "results"
 LOADS: list[dict[str, Any]] = []
 
@@ -428,6 +433,39 @@ def size_point(bench: Bench, size: int, count: int, work: Path, first: dict[str,
     return out
 
 
+def sparse_writes(size: int) -> Iterator[tuple[int, bytes]]:
+    """One 4 KiB block of random bytes at the start of every 256 KiB chunk of ``size``:
+    every chunk is non-zero, so the manifest has as many entries as a fully written volume
+    of that size, with 1/64 of its data (a 64 GiB volume fits the shared disk)."""
+    for n in range(size // CHUNK):
+        yield n * CHUNK, blake3.blake3(b"sparse-%d" % n).digest(length=SPARSE_BLOCK)
+
+
+def sparse_point(bench: Bench, size: int, count: int, repeats: int) -> dict[str, Any]:
+    """``repeats`` changed-block INCREMENTALs (each after a new change of ``count`` 64 KiB
+    writes; the median is reported) of a sparse-filled volume of ``size``, then the volume
+    is deleted."""
+    volume = bench.create_volume(f"sparse-{size >> 30}g", size)
+    uri = bench.attach(volume)
+    started = time.perf_counter()
+    write_through_nbd(uri, sparse_writes(size))
+    print(f"  wrote a 4 KiB block into each of the {size // CHUNK} chunks in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    full = bench.backup(volume, "FULL")
+    print(f"  ocibv FULL        {_row(full)}", flush=True)
+    runs: list[dict[str, Any]] = []
+    while len(runs) < repeats:
+        write_through_nbd(uri, change_writes(size, count, CHANGE_SEED + 20 + len(runs)))
+        runs.append(bench.backup(volume, "INCREMENTAL"))
+        print(f"  {size >> 30:3d} GiB sparse, changed-block INCREMENTAL {_row(runs[-1])}",
+              flush=True)
+    bench.detach(volume)
+    bench.bs.delete_volume(volume)
+    return {"data_bytes": size, "fill": "sparse", "volume_id": volume, "FULL": full,
+            "change_writes": count, "tracked": sorted(runs, key=lambda r: r["wall_s"])[
+                len(runs) // 2], "tracked_runs": runs}
+
+
 # ---------------------------------------------------------------- 3. writer impact
 
 
@@ -564,6 +602,10 @@ def goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "INCREMENTAL flat in volume size (bytes read)": {"value": max(reads) / min(reads),
                                                          "met": max(reads) <= 1.25 * min(reads)},
     }
+    sparse = [p["tracked"]["wall_s"] for p in result.get("flat_in_size_sparse", [])]
+    if len(sparse) > 1:
+        out["INCREMENTAL flat in volume size, sparse fill (time)"] = {
+            "value": max(sparse) / min(sparse), "met": max(sparse) <= 2 * min(sparse)}
     if "writer_impact" in result:
         ratio = result["writer_impact"]["p99_ratio"]
         out["writer p99 during group FULL <= 3x"] = {"value": ratio, "met": ratio <= 3}
@@ -595,6 +637,12 @@ def report(result: dict[str, Any]) -> None:
         spread = f"{min(walls):.2f}-{max(walls):.2f}"
         print(f"{p['data_bytes'] >> 30:5d} GiB{t['wall_s']:12.2f}{spread:>14s}"
               f"{t['bytes_read'] / MIB:10.1f}{s['wall_s']:12.2f}{s['bytes_read'] / MIB:10.1f}")
+    for p in result.get("flat_in_size_sparse", []):
+        walls = [r["wall_s"] for r in p["tracked_runs"]]
+        spread = f"{min(walls):.2f}-{max(walls):.2f}"
+        print(f"{p['data_bytes'] >> 30:5d} GiB{p['tracked']['wall_s']:12.2f}{spread:>14s}"
+              f"{p['tracked']['bytes_read'] / MIB:10.1f}  sparse fill: a 4 KiB block per "
+              f"chunk (FULL {p['FULL']['wall_s']:.0f} s)")
     for skipped in result.get("skipped_sizes", []):
         print(f"{skipped['data_bytes'] >> 30:5d} GiB  skipped: "
               f"{skipped['free_bytes'] / GIB:.1f} GiB of disk free")
@@ -679,6 +727,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bench.detach(points[-1]["volume_id"])
             bench.bs.delete_volume(points[-1]["volume_id"])
         result["flat_in_size"] = points
+        sparse: list[dict[str, Any]] = []
+        for size in [int(float(g) * GIB) for g in args.sparse_sizes.split(",") if g]:
+            need = 2 * size // (CHUNK // SPARSE_BLOCK) + RESERVE
+            free = shutil.disk_usage(work).free
+            if free < need:
+                print(f"2. skipping {size >> 30} GiB sparse: {free / GIB:.1f} GiB free",
+                      flush=True)
+                continue
+            print(f"2. flat in volume size, sparse fill: {size >> 30} GiB", flush=True)
+            sparse.append(sparse_point(bench, size, count, args.repeats))
+        result["flat_in_size_sparse"] = sparse
     finally:
         bench.stop()
         load("end")
@@ -705,6 +764,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="4,16,64,8", help="GiB of data per volume; the first is used "
                    "for measurements 1 and 3")
+    p.add_argument("--sparse-sizes", default="4,64",
+                   help="GiB volumes filled with a 4 KiB block per 256 KiB chunk (as many "
+                   "manifest entries as fully written, 1/64 of the data) for measurement 2; "
+                   "empty: skip")
     p.add_argument("--repeats", type=int, default=3,
                    help="changed-block INCREMENTALs per size (median reported)")
     p.add_argument("--writer-seconds", type=float, default=10, help="0: skip measurement 3")

@@ -130,13 +130,15 @@ class ChunkTable(Sequence[ChunkEntry]):
             return lo
         hi = min(self._count, lo + chunk_index - first)  # index_at(hi) >= chunk_index
         lo += 1
-        while lo < hi:
+        while hi - lo > _READ_RECORDS:  # narrow down a record at a time...
             mid = (lo + hi) // 2
             if self.index_at(mid) < chunk_index:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo
+        # ...then search the few left in one read
+        block = np.frombuffer(self._records(lo, hi - lo), dtype=RECORD_DTYPE)
+        return lo + int(np.searchsorted(block["index"], chunk_index))
 
     def rows(self) -> Iterator[tuple[int, bytes, int, int]]:
         """``(index, binary digest, size, stored size)`` of every entry, in order, read a
