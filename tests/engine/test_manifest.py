@@ -110,3 +110,22 @@ def test_unique_bytes_grow_when_a_sharer_is_deleted() -> None:
     # one owner holding both (a group backup): what they share is still its own
     assert unique_bytes({"group": [full, incr]}) == {"group": 600}
     assert manifest("x").stored_bytes == 500 + 1026 + 50
+
+
+@pytest.mark.parametrize("rows", [1, 64, 65, 3000])
+def test_entries_are_written_as_json_dumps_writes_them(rows: int) -> None:
+    """The vectorised encoder (and its small-block path) against ``json.dumps``, with
+    numbers of every width up to 64 bits."""
+    import random
+
+    import numpy as np
+
+    from ocibv.engine.chunk_table import _RECORD, RECORD_DTYPE, entries_json
+
+    rng = random.Random(rows)
+    entries = [(rng.randrange(2 ** rng.randrange(1, 64)), rng.randbytes(32),
+                rng.randrange(2 ** rng.randrange(1, 32)), rng.randrange(2 ** rng.randrange(1, 32)))
+               for _ in range(rows)]
+    block = np.frombuffer(b"".join(_RECORD.pack(*e) for e in entries), dtype=RECORD_DTYPE)
+    expected = json.dumps([[i, d.hex(), n, s] for i, d, n, s in entries], separators=(",", ":"))
+    assert b"[" + entries_json(block)[1:] + b"]" == expected.encode()
