@@ -129,3 +129,21 @@ def test_entries_are_written_as_json_dumps_writes_them(rows: int) -> None:
     block = np.frombuffer(b"".join(_RECORD.pack(*e) for e in entries), dtype=RECORD_DTYPE)
     expected = json.dumps([[i, d.hex(), n, s] for i, d, n, s in entries], separators=(",", ":"))
     assert b"[" + entries_json(block)[1:] + b"]" == expected.encode()
+
+
+def test_distinct_stored_bytes_count_each_repeated_chunk_once() -> None:
+    import random
+
+    from ocibv.engine.chunk_table import ChunkTable, digest_keys, distinct_stored_bytes
+
+    rng = random.Random(3)
+    for trial in range(30):
+        shared = [rng.randbytes(32).hex() for _ in range(rng.randint(1, 50))]
+        entries = []
+        for i in range(rng.randint(0, 3000)):
+            digest = rng.choice(shared) if rng.random() < 0.5 else rng.randbytes(32).hex()
+            entries.append(ChunkEntry(i, digest, 1024, 100 + int(digest[:3], 16)))
+        want = sum({e.digest: e.stored_size for e in entries}.values())
+        for chunks in (entries, ChunkTable(entries)):
+            assert distinct_stored_bytes(chunks) == want, trial
+            assert int(digest_keys(chunks)[1].sum()) == want, trial

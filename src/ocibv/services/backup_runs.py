@@ -27,7 +27,7 @@ from ocibv.domain.reservations import Reason
 from ocibv.engine import backup as engine
 from ocibv.engine.backup_process import BackupRequest, BackupWorkers, run_backup
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE
-from ocibv.engine.chunk_table import Keys, Sizes, digest_keys, record_blocks, union
+from ocibv.engine.chunk_table import Keys, Sizes, digest_keys, union
 from ocibv.engine.errors import ObjectNotFound
 from ocibv.engine.live_volume import LiveVolume
 from ocibv.engine.manifest import BackupType
@@ -81,7 +81,7 @@ class TenancySizes:
                 chunks = catalog.pop_forgotten(backup_id)
                 if chunks is None:
                     return False
-                keys_sizes = digest_keys(record_blocks(chunks))
+                keys_sizes = digest_keys(chunks)
                 self.members.remove_keys(backup_id, keys_sizes[0])
                 gone_keys.append(keys_sizes)
                 del self.owner_of[backup_id]
@@ -98,7 +98,7 @@ class TenancySizes:
                 if not catalog.has_manifest(tenancy_id, backup_id):
                     continue
                 manifest = catalog.manifest(tenancy_id, backup_id)
-                keys_sizes = digest_keys(record_blocks(manifest.chunks))
+                keys_sizes = digest_keys(manifest.chunks)
                 self.members.add_keys(backup_id, *keys_sizes)
                 found.append(keys_sizes)
                 self.owner_of[backup_id] = owner
