@@ -401,7 +401,8 @@ def backup_volume(
             refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
             for index, ref in zip(indices, refs, strict=True):
                 found[index] = ChunkEntry(index, ref.digest, ref.size, ref.stored_size)
-            fresh.extend(ref.digest for ref in refs)
+            if fresh is not None:
+                fresh.extend(ref.digest for ref in refs)
             out: list[ChunkEntry | KeptRun] = []
             for item in batch:
                 if isinstance(item, int):
@@ -413,7 +414,9 @@ def backup_volume(
             return out, read
 
         kept_table = previous.chunks if previous is not None else None
-        fresh: list[str] = []  # digests of the chunks read (the rest are ``previous``'s)
+        # digests of the chunks read, when the rest (``previous``'s) can be vouched for
+        vouching = seam and previous is not None and previous.verified_packs is not None
+        fresh: list[str] | None = [] if vouching else None
 
         plan: list[tuple[int, int] | int] = []  # Reuse.plan: runs of ``previous``, new entries
 
@@ -470,7 +473,7 @@ def backup_volume(
             reuse = Reuse(previous, plan)  # the text of the kept runs is copied
         save_manifest(store.backend, manifest, reuse)
         vouched = None
-        if seam and previous is not None and previous.verified_packs is not None:
+        if fresh is not None and previous is not None and previous.verified_packs is not None:
             vouched = Vouched(previous.verified_packs, fresh)
         try:
             _verify_and_repair(store, reader, manifest, vouched)
