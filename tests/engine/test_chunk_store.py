@@ -218,3 +218,20 @@ def test_a_failed_pack_write_does_not_leave_flush_waiting() -> None:
     ref = store.put_chunk(random_bytes(4096, 7))
     store.flush()
     assert ChunkStore(backend).get_chunk(ref.digest) == random_bytes(4096, 7)
+
+
+def test_missing_checks_a_long_list_a_slice_at_a_time(
+    store: ChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification holds a slice of the digests at a time: repeats across slices, binary
+    digests and malformed names give the same answer as a single pass."""
+    from ocibv.engine import index
+
+    monkeypatch.setattr(index, "_CHECK_SLICE", 2)
+    refs = [store.put_chunk(random_bytes(3000, 40 + n)) for n in range(5)]
+    store.flush()
+    drop_chunk(store, refs[3].digest)
+    listed: list[str | bytes] = [r.digest for r in refs]
+    listed += [bytes.fromhex(refs[0].digest), refs[3].digest, "not-a-digest",
+               bytes.fromhex(refs[3].digest), refs[1].digest]
+    assert store.missing(listed) == {refs[3].digest, "not-a-digest"}

@@ -9,13 +9,14 @@ this process comes first. See docs/design.md ("Chunks and packs", "Garbage colle
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
@@ -27,6 +28,7 @@ log = logging.getLogger("ocibv.engine.index")
 INDEX_VERSION = 1
 PLAN_VERSION = 1
 
+T = TypeVar("T")
 PackEntries = dict[str, list[tuple[str, Location]]]
 """pack id → its blobs as (digest, location)."""
 
@@ -121,6 +123,16 @@ def _binary_keys(digests: Iterable[str | bytes]) -> tuple[dict[bytes, str], set[
         except ValueError:
             malformed.add(digest)
     return wanted, malformed
+
+
+_CHECK_SLICE = 32768
+
+
+def _slices(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``."""
+    iterator = iter(items)
+    while part := list(itertools.islice(iterator, size)):
+        yield part
 
 
 class PackIndex:
@@ -251,22 +263,27 @@ class PackIndex:
     ) -> set[str]:
         """The distinct ``digests`` (hex or binary) none of whose locations is in a pack
         ``usable`` accepts, as hex (unknown or malformed digests included): one query per
-        ``_IN_CLAUSE`` of them. ``found_in`` gets a usable pack of each of the others."""
-        wanted, out = _binary_keys(digests)
+        ``_IN_CLAUSE`` of them, ``_CHECK_SLICE`` digests held at a time (a manifest of a
+        million entries is never a set in memory). ``found_in`` gets a usable pack of each
+        of the others."""
+        out: set[str] = set()
         verdict: dict[int, bool] = {}
-        found: set[bytes] = set()
         packs: set[int] = set()
         ids = self._pack_ids
-        for key, pack in self._query_in(
-            "SELECT DISTINCT digest, pack FROM loc WHERE digest IN ({marks})", list(wanted)
-        ):
-            ok = verdict.get(pack)
-            if ok is None:
-                ok = verdict[pack] = usable(ids[pack])
-            if ok and key not in found:
-                found.add(key)
-                packs.add(pack)
-        out.update(digest or key.hex() for key, digest in wanted.items() if key not in found)
+        for part in _slices(digests, _CHECK_SLICE):
+            wanted, malformed = _binary_keys(part)
+            out |= malformed
+            found: set[bytes] = set()
+            for key, pack in self._query_in(
+                "SELECT DISTINCT digest, pack FROM loc WHERE digest IN ({marks})", list(wanted)
+            ):
+                ok = verdict.get(pack)
+                if ok is None:
+                    ok = verdict[pack] = usable(ids[pack])
+                if ok and key not in found:
+                    found.add(key)
+                    packs.add(pack)
+            out.update(digest or key.hex() for key, digest in wanted.items() if key not in found)
         if found_in is not None:
             found_in.update(ids[pack] for pack in packs)
         return out
