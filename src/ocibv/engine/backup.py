@@ -414,9 +414,10 @@ def backup_volume(
             return out, read
 
         kept_table = previous.chunks if previous is not None else None
-        # digests of the chunks read, when the rest (``previous``'s) can be vouched for
-        vouching = seam and previous is not None and previous.verified_packs is not None
-        fresh: list[str] | None = [] if vouching else None
+        # the packs that can vouch for the entries kept from ``previous``, and then the
+        # digests of the chunks read (the only ones to look up one by one)
+        vouching = previous.verified_packs if seam and previous is not None else None
+        fresh: list[str] | None = [] if vouching is not None else None
 
         plan: list[tuple[int, int] | int] = []  # Reuse.plan: runs of ``previous``, new entries
 
@@ -473,8 +474,8 @@ def backup_volume(
             reuse = Reuse(previous, plan)  # the text of the kept runs is copied
         save_manifest(store.backend, manifest, reuse)
         vouched = None
-        if fresh is not None and previous is not None and previous.verified_packs is not None:
-            vouched = Vouched(previous.verified_packs, fresh)
+        if vouching is not None and fresh is not None:
+            vouched = Vouched(vouching, fresh)
         try:
             _verify_and_repair(store, reader, manifest, vouched)
         except BaseException:
