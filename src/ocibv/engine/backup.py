@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_digest
-from ocibv.engine.chunk_table import ChunkEntry, ChunkTable, digest_sizes
+from ocibv.engine.chunk_table import ChunkEntry, ChunkTable, binary_digests
 from ocibv.engine.errors import IntegrityError, VolumeImageError
 from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
@@ -513,7 +513,7 @@ def verify_backup(
     if vouched is not None:
         found = store.verify(vouched.fresh, vouched=vouched.packs)
     if found is None or not found.vouched:
-        found = store.verify(digest for digest, _ in digest_sizes(manifest.chunks))
+        found = store.verify(binary_digests(manifest.chunks))
     manifest.verified_packs = None if found.missing else found.packs
     return found.missing
 

@@ -171,12 +171,6 @@ class ChunkTable(Sequence[ChunkEntry]):
         manifest back whole."""
         return _table_of_records, (self._records(0, self._count),)
 
-    def digest_sizes(self) -> Iterator[tuple[bytes, int]]:
-        """``(binary digest, stored size)`` of every entry, in order, without building
-        entries."""
-        for _index, digest, _size, stored in self.rows():
-            yield digest, stored
-
     @overload
     def __getitem__(self, item: int) -> ChunkEntry: ...
 
@@ -230,12 +224,11 @@ def record_blocks(chunks: Sequence[ChunkEntry]) -> Iterator[Records]:
         yield records_of(chunks)
 
 
-def digest_sizes(chunks: Sequence[ChunkEntry]) -> Iterator[tuple[bytes, int]]:
-    """``(binary digest, stored size)`` of each entry of ``chunks`` (fast for a
-    :class:`ChunkTable`)."""
+def binary_digests(chunks: Sequence[ChunkEntry]) -> Iterator[bytes]:
+    """The binary digest of each entry of ``chunks``, in order (no hex for a table)."""
     if isinstance(chunks, ChunkTable):
-        return chunks.digest_sizes()
-    return ((bytes.fromhex(e.digest), e.stored_size) for e in chunks)
+        return (digest for _index, digest, _size, _stored in chunks.rows())
+    return (bytes.fromhex(e.digest) for e in chunks)
 
 
 def block_keys(block: Records) -> Keys:

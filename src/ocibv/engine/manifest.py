@@ -119,12 +119,18 @@ def manifest_key(backup_id: str) -> str:
     return keys.manifest_key(validate_id(backup_id))
 
 
+def _seal_checksum(head: bytes, what: str) -> str:
+    """The checksum a document starting with ``head`` (at least ``_HEAD_LEN`` bytes) states
+    for its BODY; IntegrityError if it does not start as a manifest document does."""
+    if not head.startswith(_HEAD) or head[len(_HEAD) + 64 : _HEAD_LEN] != _MID:
+        raise IntegrityError(f"{what}: not a manifest document")
+    return head[len(_HEAD) : len(_HEAD) + 64].decode("ascii", "replace")
+
+
 def _unseal(blob: bytes, what: str) -> dict[str, Any]:
-    if len(blob) < _HEAD_LEN + 2 or not blob.startswith(_HEAD) or not blob.endswith(b"}"):
+    if len(blob) < _HEAD_LEN + 2 or not blob.endswith(b"}"):
         raise IntegrityError(f"{what}: not a manifest document")
-    if blob[len(_HEAD) + 64 : _HEAD_LEN] != _MID:
-        raise IntegrityError(f"{what}: not a manifest document")
-    expected = blob[len(_HEAD) : len(_HEAD) + 64].decode("ascii", "replace")
+    expected = _seal_checksum(blob, what)
     body = blob[_HEAD_LEN:-1]
     if blake3.blake3(body).hexdigest() != expected:
         raise IntegrityError(f"{what}: checksum mismatch")
@@ -152,7 +158,6 @@ def _header(manifest: Manifest) -> dict[str, Any]:
 
 
 _CHUNKS_KEY = b',"chunks":['
-_ENCODE_BATCH = 4096
 
 
 class Reuse(NamedTuple):
@@ -237,10 +242,7 @@ def _base_body(backend: Backend, base: Manifest) -> BaseBody:
     key = manifest_key(base.backup_id)
     what = f"manifest {base.backup_id}"
     size = backend.size(key)
-    head = backend.get_range(key, 0, _HEAD_LEN)
-    if len(head) != _HEAD_LEN or not head.startswith(_HEAD) or not head.endswith(_MID):
-        raise IntegrityError(f"{what}: not a manifest document")
-    checksum = head[len(_HEAD) : len(_HEAD) + 64].decode("ascii", "replace")
+    checksum = _seal_checksum(backend.get_range(key, 0, _HEAD_LEN), what)
 
     def read(offset: int, length: int) -> bytes:
         return backend.get_range(key, offset, length)
@@ -301,9 +303,7 @@ def _stream_decode(
     if size < _HEAD_LEN + 2:
         raise IntegrityError(f"{what}: not a manifest document")
     first = read(0, min(size, STREAM_WINDOW))
-    if not first.startswith(_HEAD) or first[len(_HEAD) + 64 : _HEAD_LEN] != _MID:
-        raise IntegrityError(f"{what}: not a manifest document")
-    expected = first[len(_HEAD) : len(_HEAD) + 64].decode("ascii", "replace")
+    expected = _seal_checksum(first, what)
     body_end = size - 1  # the document's final "}"
     hasher = blake3.blake3()
     state = {"next": len(first)}
