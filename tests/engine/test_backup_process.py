@@ -3,6 +3,8 @@ an in-process backup while writers keep writing, errors carried back, helpers re
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from ocibv.engine.backends import open_backend
 from ocibv.engine.backup import restore_volume
-from ocibv.engine.backup_process import BackupRequest, BackupWorkers
+from ocibv.engine.backup_process import BackupProcess, BackupRequest, BackupWorkers
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.live_volume import LiveVolume
@@ -128,4 +130,33 @@ def test_a_big_manifest_comes_back_as_its_table_file(
         assert result.manifest == load_manifest(store.backend, "big")
         assert result.manifest.chunks[5] != load_manifest(store.backend, "next").chunks[5]
     finally:
+        volume.close()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_the_helper_leaves_a_cpu_to_clients_while_they_make_requests(tmp_path: Path) -> None:
+    volume = LiveVolume(mixed_image(tmp_path / "vol.img", size=SIZE))
+    url = f"file://{tmp_path / 'store'}"
+    every_cpu = os.sched_getaffinity(0)
+    helper = BackupProcess()
+    try:
+        for backup_id, foreground in (("b1", itertools.count().__next__), ("b2", lambda: 7)):
+            seen: list[set[int]] = []
+
+            def progress(done: int, total: int, seen: list[set[int]] = seen) -> None:
+                seen.extend(os.sched_getaffinity(int(t))
+                            for t in os.listdir(f"/proc/{helper.proc.pid}/task"))
+
+            snap = begin_group([volume])
+            helper.run(_request(url, volume, backup_id), snap.members[0].view, progress,
+                       foreground)
+            snap.end(committed_backup_ids={0: backup_id})
+            # while requests came (b1), no helper thread ran on the first CPU; without
+            # any (b2), every thread could run anywhere; after the backup, all CPUs again
+            expected = every_cpu - {min(every_cpu)} if backup_id == "b1" else every_cpu
+            assert seen and all(cpus == expected for cpus in seen)
+            assert all(os.sched_getaffinity(int(t)) == every_cpu
+                       for t in os.listdir(f"/proc/{helper.proc.pid}/task"))
+    finally:
+        helper.close()
         volume.close()

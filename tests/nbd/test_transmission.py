@@ -1,5 +1,6 @@
 """Pipelined requests of every size through the staging and direct-payload paths land
-exactly; requests sent together with GO are not lost; DISC answers what is in flight."""
+exactly (and are counted); requests sent together with GO are not lost; DISC answers what
+is in flight."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def test_pipelined_writes_of_every_size_land_exactly(served: RunningServer, tmp_
     c.request(p.CMD_FLUSH, 0, 0)
     assert c.simple_reply()[0] == 0
     assert (tmp_path / "vol.img").read_bytes() == expected
+    assert served.server.requests_served == 201  # what a backup helper yields a CPU for
 
 
 def test_requests_sent_with_go_and_disc_are_answered(served: RunningServer, tmp_path: Path) -> None:

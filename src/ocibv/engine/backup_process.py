@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from ocibv.engine.backup import SnapshotSource, backup_volume
 from ocibv.engine.chunk_store import ChunkStore
 from ocibv.engine.chunk_table import ChunkTable
+from ocibv.engine.cpu_share import CpuShare
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.manifest import BackupType, Manifest
 from ocibv.engine.snapshot import PointInTime
@@ -50,6 +51,8 @@ MAX_IDLE = 2
 """Idle backup processes kept for the next jobs."""
 _FRAME = struct.Struct(">I")
 Progress = Callable[[int, int], None]
+Foreground = Callable[[], int]
+"""How many requests clients have made of this process's attached volumes (a counter)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,30 +171,45 @@ class BackupProcess:
         self.sock = ours
 
     def run(
-        self, request: BackupRequest, view: PointInTime, progress: Progress | None
+        self,
+        request: BackupRequest,
+        view: PointInTime,
+        progress: Progress | None,
+        foreground: Foreground | None = None,
     ) -> BackupResult:
         """Run one backup; the helper's exception is re-raised here. Serves the helper's
-        claims on ``view`` meanwhile (on the calling thread)."""
+        claims on ``view`` meanwhile (on the calling thread), and keeps the helper off one
+        CPU while ``foreground`` moves (``CpuShare``)."""
+        share = CpuShare(self.proc.pid, foreground) if foreground is not None else None
         try:
-            kind, value = self._serve(request, view, progress)
+            kind, value = self._serve(request, view, progress, share)
         except (OSError, EOFError, pickle.PickleError) as exc:
             self.kill()
             raise WorkerLost(f"backup process failed: {exc}") from exc
         except BaseException:  # e.g. progress failed: the helper is mid-job, end it
             self.kill()
             raise
+        finally:
+            if share is not None:
+                share.release()
         if kind == "error":
             raise value
         result: BackupResult = value
         return result
 
     def _serve(
-        self, request: BackupRequest, view: PointInTime, progress: Progress | None
+        self,
+        request: BackupRequest,
+        view: PointInTime,
+        progress: Progress | None,
+        share: CpuShare | None,
     ) -> tuple[str, Any]:
         socket.send_fds(self.sock, [b"F"], [view.preserve_fd])
         send_frame(self.sock, ("backup", request))
         while True:
             message = recv_frame(self.sock)
+            if share is not None:
+                share.check()
             kind = message[0]
             if kind == "claims":
                 _, rid, ranges = message
@@ -244,7 +262,8 @@ class BackupProcess:
 class BackupWorkers:
     """The serving process's backup helpers: one per running backup, ``MAX_IDLE`` kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, foreground: Foreground | None = None) -> None:
+        self.foreground = foreground
         self._lock = threading.Lock()
         self._idle: list[BackupProcess] = []
         self._closed = False
@@ -255,7 +274,7 @@ class BackupWorkers:
         worker = self._take()
         healthy = False
         try:
-            result = worker.run(request, view, progress)
+            result = worker.run(request, view, progress, self.foreground)
             healthy = True
             return result
         except WorkerLost:

@@ -53,6 +53,9 @@ class NbdDataPlane:
             entry = self._attached.get(volume_id)
         return entry[1] if entry else None
 
+    def requests_served(self) -> int:
+        return self.server.requests_served
+
     def detach_all(self) -> None:
         with self._lock:
             ids = list(self._attached)

@@ -73,6 +73,8 @@ class NbdServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._serving: dict[asyncio.Task[None], str] = {}  # connection -> export name
         self._budget = Budget()
+        self.requests_served = 0
+        """Commands received from clients, every connection together (on the event loop)."""
 
     @property
     def port(self) -> int:

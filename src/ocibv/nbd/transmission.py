@@ -299,6 +299,7 @@ class Transmission(asyncio.BufferedProtocol):
             self._send(p.simple_reply(r.cookie), payload)
 
     def _dispatch(self, r: p.Request, payload: bytearray | None) -> None:
+        self.server.requests_served += 1
         refusal = check_request(r, self.export, self.session)
         if refusal is not None:
             self._send(self._error_bytes(r, *refusal))

@@ -89,6 +89,10 @@ class AttachmentService:
         """The volume's live image if it is attached in this process."""
         return self.plane.live(volume_id) if self.plane is not None else None
 
+    def requests_served(self) -> int:
+        """How many block requests clients have made of the volumes attached here."""
+        return self.plane.requests_served() if self.plane is not None else 0
+
     def forget_changes(self, volume_id: str) -> None:
         """The image changed by other means (import, restore): its changed-block record no
         longer tells what changed since the last backup."""

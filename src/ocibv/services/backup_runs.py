@@ -118,8 +118,13 @@ class BackupRuns:
         self._sizes: dict[str, TenancySizes] = {}
         self._sizes_lock = threading.Lock()
         # backups run in helper processes (engine/backup_process.py), unless
-        # OCIBV_BACKUP_PROCESS=0 or the store lives in this process's memory (tests)
-        self.workers = BackupWorkers() if ctx.settings.backup_process else None
+        # OCIBV_BACKUP_PROCESS=0 or the store lives in this process's memory (tests); a
+        # helper leaves a CPU to the NBD clients while they make requests (engine/cpu_share)
+        self.workers = (
+            BackupWorkers(foreground=attachments.requests_served)
+            if ctx.settings.backup_process
+            else None
+        )
 
     def close(self) -> None:
         """Stop the backup helper processes."""

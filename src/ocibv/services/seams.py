@@ -60,6 +60,11 @@ class DataPlane(Protocol):
         """Its live image, when it is attached here (backups read it through a snapshot)."""
         ...
 
+    def requests_served(self) -> int:
+        """How many block requests clients have made so far, over every attachment (a
+        counter; a backup leaves a CPU to the clients while it moves)."""
+        ...
+
 
 class PolicyAssigner(Protocol):
     """What CreateVolume's ``backupPolicyId`` needs (``VolumeBackupPolicyAssignmentService``)."""
