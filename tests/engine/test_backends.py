@@ -11,7 +11,6 @@ import pytest
 
 from ocibv.engine.backends import Backend, LocalBackend, MemoryBackend, open_backend
 from ocibv.engine.errors import BackendError, ObjectNotFound
-from ocibv.engine.volume_files import read_if_cached
 
 
 def test_put_get_roundtrip_and_overwrite(backend: Backend) -> None:
@@ -120,24 +119,6 @@ def test_local_leaves_no_temporaries_and_stays_inside_root(tmp_path: Path) -> No
     with pytest.raises(BackendError):
         backend.put("../outside", b"x")
     assert not (tmp_path / "outside").exists()
-
-
-def test_local_leaves_big_objects_out_of_the_page_cache(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path / "store")
-    big, small = os.urandom(2 << 20), os.urandom(4096)
-    backend.put_parts("data/big", [big[: 1 << 20], big[1 << 20 :]])  # a pack
-    backend.put("index/small", small)
-    fd = os.open(tmp_path / "store" / "data" / "big", os.O_RDONLY)
-    try:
-        assert read_if_cached(fd, 4096, 1 << 20) is None  # durable, then dropped
-    finally:
-        os.close(fd)
-    assert backend.get("data/big") == big  # read back from the disk
-    fd = os.open(tmp_path / "store" / "index" / "small", os.O_RDONLY)
-    try:
-        assert read_if_cached(fd, 4096, 0) == small  # small objects stay cached
-    finally:
-        os.close(fd)
 
 
 def test_local_cleanup_removes_stale_temporaries_only(tmp_path: Path) -> None:

@@ -27,8 +27,6 @@ _TMP_PREFIX = ".tmp-"
 _GC_PREFIX = ".gc-"  # left by pre-v1 garbage collection
 _IOV_MAX = 1024
 _FILE_PIECE = 1 << 20
-_UNCACHED_FROM = 1 << 20
-"""Objects of this many bytes or more leave the page cache once durable (``_put_from``)."""
 
 
 def _fsync_dir(directory: str) -> None:
@@ -52,17 +50,6 @@ def _write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None
             else:
                 views[first] = views[first][written:]
                 written = 0
-
-
-def _drop_from_cache(fd: int) -> None:
-    """Drop a big object's pages from the page cache once it is durable (they are clean):
-    a backup's packs are not read again soon, and left cached they would push the volumes'
-    hot pages out. Measured on the dev VM, it also makes writing packs cheaper: pages freed
-    this way are reused by the next pack, while fresh ones cost the guest ~1.4 ms of CPU a
-    MiB (480 MiB of 8 MiB packs: 0.8 CPU s, 0.19 s with this; docs/design.md)."""
-    if hasattr(os, "posix_fadvise") and os.fstat(fd).st_size >= _UNCACHED_FROM:
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 class LocalBackend(Backend):
@@ -129,7 +116,6 @@ class LocalBackend(Backend):
                 for piece in pieces:
                     _write_all(fd, (piece,) if isinstance(piece, bytes) else piece)
                 os.fsync(fd)
-                _drop_from_cache(fd)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
