@@ -216,9 +216,9 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 def lower_priority() -> None:
-    """SCHED_BATCH (never preempts a waking thread: the NBD threads get the CPU as soon
-    as a request arrives) and ``OCIBV_BACKUP_NICE`` (default ``NICE``), inherited by the
-    backup's threads."""
+    """SCHED_BATCH and ``OCIBV_BACKUP_NICE`` (default ``NICE``), inherited by the backup's
+    threads: the serving process's threads win CPU contests. (A woken NBD thread may still
+    wait for a helper thread's slice to end: ``cpu_share``.)"""
     nice = int(os.environ.get("OCIBV_BACKUP_NICE", NICE))
     if nice:
         os.nice(nice)

@@ -3,11 +3,12 @@
 Measured on the 2-core dev VM (``perf sched timehist`` of a group FULL under a QD1 4 KiB NBD
 writer): the serving process's NBD thread, woken by a request, waited up to a scheduler tick
 (4 ms at HZ=250) on a CPU where a helper thread had just been picked — the kernel's EEVDF
-scheduler lets a running task finish its slice (``RUN_TO_PARITY``) whatever its niceness, so
-neither ``nice`` nor ``SCHED_BATCH`` nor ``SCHED_IDLE`` brought the writer's p99 near its
-figure without a backup. Keeping the helper's threads off one CPU does: the woken thread
-finds that CPU free. The helper keeps every other CPU, and all of them again once clients
-have been quiet for ``QUIET_SECONDS`` (a FULL under no foreground load runs at full speed).
+scheduler lets a running task finish its slice (``RUN_TO_PARITY``) whatever its niceness:
+the writer's p99 stayed at ~2.2x its figure without a backup with the helper at nice 10
+``SCHED_BATCH``, and at ~1.4x with ``SCHED_IDLE``, which slowed the FULL. Keeping the
+helper's threads off one CPU brought it to ~0.8x: the woken thread finds that CPU free.
+The helper keeps every other CPU, and all of them again once clients have been quiet for
+``QUIET_SECONDS`` (a FULL under no foreground load runs at full speed).
 """
 
 from __future__ import annotations
