@@ -401,8 +401,8 @@ def backup_volume(
             refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
             for index, ref in zip(indices, refs, strict=True):
                 found[index] = ChunkEntry(index, ref.digest, ref.size, ref.stored_size)
-            if fresh is not None:
-                fresh.extend(ref.digest for ref in refs)
+            if vouched is not None:
+                vouched.fresh.extend(ref.digest for ref in refs)
             out: list[ChunkEntry | KeptRun] = []
             for item in batch:
                 if isinstance(item, int):
@@ -414,10 +414,13 @@ def backup_volume(
             return out, read
 
         kept_table = previous.chunks if previous is not None else None
-        # the packs that can vouch for the entries kept from ``previous``, and then the
-        # digests of the chunks read (the only ones to look up one by one)
-        vouching = previous.verified_packs if seam and previous is not None else None
-        fresh: list[str] | None = [] if vouching is not None else None
+        # the packs that can vouch for the entries kept from ``previous``, and the digests
+        # of the chunks read (filled as they are stored: the only ones looked up one by one)
+        vouched = (
+            Vouched(previous.verified_packs, [])
+            if seam and previous is not None and previous.verified_packs is not None
+            else None
+        )
 
         plan: list[tuple[int, int] | int] = []  # Reuse.plan: runs of ``previous``, new entries
 
@@ -473,9 +476,6 @@ def backup_volume(
         if previous is not None and any(isinstance(segment, tuple) for segment in plan):
             reuse = Reuse(previous, plan)  # the text of the kept runs is copied
         save_manifest(store.backend, manifest, reuse)
-        vouched = None
-        if vouching is not None and fresh is not None:
-            vouched = Vouched(vouching, fresh)
         try:
             _verify_and_repair(store, reader, manifest, vouched)
         except BaseException:

@@ -9,26 +9,25 @@ this process comes first. See docs/design.md ("Chunks and packs", "Garbage colle
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
 from ocibv.engine.errors import IntegrityError, ObjectNotFound
 from ocibv.engine.pack import Location
+from ocibv.engine.parallel import batched
 
 log = logging.getLogger("ocibv.engine.index")
 
 INDEX_VERSION = 1
 PLAN_VERSION = 1
 
-T = TypeVar("T")
 PackEntries = dict[str, list[tuple[str, Location]]]
 """pack id → its blobs as (digest, location)."""
 
@@ -126,13 +125,6 @@ def _binary_keys(digests: Iterable[str | bytes]) -> tuple[dict[bytes, str], set[
 
 
 _CHECK_SLICE = 32768
-
-
-def _slices(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of at most ``size``."""
-    iterator = iter(items)
-    while part := list(itertools.islice(iterator, size)):
-        yield part
 
 
 class PackIndex:
@@ -270,7 +262,7 @@ class PackIndex:
         verdict: dict[int, bool] = {}
         packs: set[int] = set()
         ids = self._pack_ids
-        for part in _slices(digests, _CHECK_SLICE):
+        for part in batched(digests, _CHECK_SLICE):
             wanted, malformed = _binary_keys(part)
             out |= malformed
             found: set[bytes] = set()
