@@ -36,7 +36,7 @@ from ocibv.engine.manifest import (
 )
 from ocibv.engine.pack import Buffer
 from ocibv.engine.parallel import bounded_map
-from ocibv.engine.volume_files import iter_data_extents, start_writeback
+from ocibv.engine.volume_files import iter_data_extents, read_sparse, start_writeback
 
 __all__ = [
     "GcReport",
@@ -59,7 +59,7 @@ class SnapshotSource(Protocol):
     @property
     def size(self) -> int: ...
 
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | bytearray]:
         """The point-in-time bytes of each ``(offset, length)``, in order."""
         ...
 
@@ -258,11 +258,11 @@ class _ImageReader:
     def slot_size(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)
 
-    def read(self, index: int) -> bytes | None:
+    def read(self, index: int) -> bytes | bytearray | None:
         """The chunk's bytes, or None when they are all zeros."""
         return self.read_many([index])[0]
 
-    def read_many(self, indices: list[int]) -> list[bytes | None]:
+    def read_many(self, indices: list[int]) -> list[bytes | bytearray | None]:
         """:meth:`read` of each chunk (a snapshot is asked about them all at once)."""
         if not indices:
             return []
@@ -270,8 +270,8 @@ class _ImageReader:
         if self.snapshot is not None:
             datas = self.snapshot.read_many(ranges)
         else:
-            datas = [os.pread(self.fd, n, offset) for offset, n in ranges]
-        out: list[bytes | None] = []
+            datas = [read_sparse(self.fd, n, offset) for offset, n in ranges]
+        out: list[bytes | bytearray | None] = []
         for index, (_, n), data in zip(indices, ranges, datas, strict=True):
             if len(data) != n:
                 raise VolumeImageError(f"short read of chunk {index}: image changed size")
@@ -389,7 +389,7 @@ def backup_volume(
             indices: list[int] = []
             read = 0
 
-            def datas() -> Iterator[bytes]:  # the batch's chunks, read at once (<= 4 MiB)
+            def datas() -> Iterator[bytes | bytearray]:  # the batch's chunks (<= 4 MiB)
                 nonlocal read
                 wanted = [item for item in batch if isinstance(item, int)]
                 for item, data in zip(wanted, reader.read_many(wanted), strict=True):

@@ -34,7 +34,7 @@ from ocibv.engine.chunk_table import ChunkTable
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.manifest import Manifest, load_manifest
 from ocibv.engine.snapshot import apply_fixups, merge_extents
-from ocibv.engine.volume_files import iter_data_extents
+from ocibv.engine.volume_files import iter_data_extents, read_sparse
 
 MANIFESTS_KEPT = 8
 
@@ -94,12 +94,12 @@ class RemoteView:
     def size(self) -> int:
         return self._size
 
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | bytearray]:
         """Read every range of the image, then claim them all in one message (a message
         per chunk cost the serving process and this one more than the claims do)."""
         datas = []
         for offset, length in ranges:
-            data = os.pread(self.fd, length, offset)  # first: the claim validates it
+            data = read_sparse(self.fd, length, offset)  # first: the claim validates it
             if len(data) != length:
                 raise VolumeImageError("short read: the image changed size")
             datas.append(data)

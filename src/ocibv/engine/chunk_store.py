@@ -151,7 +151,7 @@ class ChunkStore:
 
     def put_chunks(
         self,
-        datas: Iterable[bytes],
+        datas: Iterable[bytes | bytearray],
         *,
         digests: list[str | None] | None = None,
         verify_existing: bool = False,
@@ -164,7 +164,7 @@ class ChunkStore:
         self._ensure_loaded()
         refs: list[ChunkRef] = []
         new: _Pending = []
-        group: list[tuple[str, bytes]] = []
+        group: list[tuple[str, bytes | bytearray]] = []
 
         def settle() -> None:
             if not group:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ocibv.engine.changed_blocks import Capture
 from ocibv.engine.errors import VolumeImageError
-from ocibv.engine.volume_files import read_if_cached
+from ocibv.engine.volume_files import read_if_cached, read_sparse
 
 if TYPE_CHECKING:
     from ocibv.engine.live_volume import LiveVolume
@@ -185,18 +185,18 @@ class PointInTime:
         """The preserve file (a backup process reads preserved blocks through a copy)."""
         return self._pfd
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read(self, offset: int, length: int) -> bytes | bytearray:
         """The point-in-time bytes of ``[offset, offset+length)`` (within ``size``). Blocks
         read whole are marked read and no longer preserved: reading one again is served from
         the image while nothing wrote it since (a backup re-reading a chunk it must store
         again), and raises VolumeImageError once a writer has changed it."""
         self._check(offset, length)
-        data = os.pread(self.fd, length, offset)  # optimistic: validated below
+        data = read_sparse(self.fd, length, offset)  # optimistic: validated below
         if len(data) != length:
             raise VolumeImageError("short read: the image changed size")
         return apply_fixups(data, offset, self.claim(offset, length), self._pfd, self.block)
 
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | bytearray]:
         """:meth:`read` of each ``(offset, length)``."""
         return [self.read(offset, length) for offset, length in ranges]
 
@@ -253,15 +253,19 @@ class PointInTime:
 
 
 def apply_fixups(
-    image_bytes: bytes, offset: int, fixups: list[tuple[int, int]], pfd: int, block: int = BLOCK
-) -> bytes:
+    image_bytes: bytes | bytearray,
+    offset: int,
+    fixups: list[tuple[int, int]],
+    pfd: int,
+    block: int = BLOCK,
+) -> bytes | bytearray:
     """``image_bytes`` (the image's bytes at ``offset``) with the blocks ``PointInTime.claim``
     listed replaced by their point-in-time bytes: zeros, or the preserve file's (``pfd``;
     preserved data never changes, so no lock is needed). Without fixups (the common case),
-    ``image_bytes`` itself, not a copy."""
+    ``image_bytes`` itself, not a copy; a bytearray is changed in place."""
     if not fixups:
         return image_bytes
-    data = bytearray(image_bytes)
+    data = image_bytes if isinstance(image_bytes, bytearray) else bytearray(image_bytes)
     end = offset + len(data)
     for index, state in fixups:
         bstart = index * block
@@ -270,7 +274,7 @@ def apply_fixups(
             data[lo - offset : hi - offset] = bytes(hi - lo)
         else:
             data[lo - offset : hi - offset] = os.pread(pfd, hi - lo, state + lo - bstart)
-    return bytes(data)
+    return data
 
 
 def _image_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:

@@ -101,9 +101,9 @@ def remove_image(path: Path) -> None:
         path.unlink()
 
 
-def iter_data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """Yield ``(offset, length)`` of the regions of ``fd`` that may hold data, below ``size``."""
-    offset = 0
+def iter_data_extents(fd: int, size: int, offset: int = 0) -> Iterator[tuple[int, int]]:
+    """Yield ``(offset, length)`` of the regions of ``fd`` that may hold data, from
+    ``offset`` up to ``size``."""
     while offset < size:
         try:
             start = os.lseek(fd, offset, os.SEEK_DATA)
@@ -116,6 +116,32 @@ def iter_data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
         yield start, end - start
         offset = end
+
+
+def read_sparse(fd: int, length: int, offset: int) -> bytes | bytearray:
+    """``os.pread(fd, length, offset)`` that reads only the data extents of the range and
+    leaves its holes as zeros: reading a hole makes the kernel put pages of zeros into the
+    page cache, as many as the hole is long (a changed chunk of which a write filled 64 KiB;
+    a sparse image's every chunk). A range without holes costs one ``lseek`` more than a
+    ``pread``. Short, like ``pread``, only where the file ends."""
+    end = offset + length
+    try:
+        hole = os.lseek(fd, offset, os.SEEK_HOLE)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # at or past the end of the file
+            return os.pread(fd, length, offset)
+        raise
+    if hole >= end:
+        return os.pread(fd, length, offset)
+    end = min(end, os.fstat(fd).st_size)
+    buf = bytearray(max(0, end - offset))
+    with memoryview(buf) as view:
+        for start, n in iter_data_extents(fd, end, offset):
+            got = os.preadv(fd, [view[start - offset : start - offset + n]], start)
+            if got < n:  # the file shrank meanwhile
+                end = start + got
+                break
+    return buf if len(buf) == end - offset else buf[: end - offset]
 
 
 def allocated_bytes(path: Path) -> int:
