@@ -178,6 +178,40 @@ def test_index_holds_binary_digests_outside_python_objects() -> None:
     assert list(idx.digests()) == [d] and d in idx and len(idx) == 1
 
 
+def test_index_answers_for_unknown_digests_without_a_query() -> None:
+    idx = index_mod.PackIndex()
+    known = [blake3.blake3(b"%d" % n).hexdigest() for n in range(30_000)]  # rebuilds twice
+    for part in range(0, len(known), 1000):
+        idx.add_many([(d, Location("a" * 32, n, 10, 100))
+                      for n, d in enumerate(known[part : part + 1000])])
+    statements: list[str] = []
+    idx._db.set_trace_callback(statements.append)
+    unknown = [blake3.blake3(b"new %d" % n).hexdigest() for n in range(2000)]
+    assert idx.locations_many(unknown) == {}
+    assert not any(d in idx or idx.locations(d) for d in unknown[:200])
+    asked = len(statements)
+    assert asked <= 2000 * 0.03  # a query only for the filter's false positives (~0.1-1%)
+    found = idx.locations_many(known[::100])  # every known digest passes the filter
+    assert set(found) == set(known[::100])
+    assert all(idx.locations(d) for d in known[::1000]) and all(d in idx for d in known[::999])
+    assert len(statements) > asked
+
+
+def test_digest_filter_has_no_false_negatives_and_few_false_positives() -> None:
+    from ocibv.engine.digest_filter import DigestFilter
+
+    f = DigestFilter(5000)
+    added = [blake3.blake3(b"%d" % n).digest() for n in range(f.capacity)]
+    for d in added:
+        f.add(d)
+    assert all(d in f for d in added) and not f.full
+    others = [blake3.blake3(b"other %d" % n).digest() for n in range(20_000)]
+    assert sum(d in f for d in others) < 0.02 * len(others)  # ~0.8% at capacity
+    f.add(b"\x01")  # a malformed (short) key is padded, not an error
+    assert b"\x01" in f and "not bytes" not in f
+    assert f.full
+
+
 def _full_of_200_distinct_chunks(backend: Backend, tmp_path: Path) -> Manifest:
     """A FULL of an image of 200 chunks, each of its own bytes (chunk 0 is zeros)."""
     image = tmp_path / "v.img"

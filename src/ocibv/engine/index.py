@@ -19,6 +19,7 @@ from typing import Any
 
 from ocibv.engine import keys
 from ocibv.engine.backends.base import Backend
+from ocibv.engine.digest_filter import DigestFilter
 from ocibv.engine.errors import IntegrityError, ObjectNotFound
 from ocibv.engine.pack import Location
 from ocibv.engine.parallel import batched
@@ -135,7 +136,8 @@ class PackIndex:
     of ``INDEX_CACHE_KIB``, so the memory it takes does not grow with the number of chunks
     (a Python dict of hex digests and ``Location`` objects took ~350 bytes per chunk). The
     rank orders a digest's locations: the newest written by this process (``prefer``) first,
-    then the others in the order they were added."""
+    then the others in the order they were added. A ``DigestFilter`` answers for most
+    digests that are not there without a query."""
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
@@ -153,6 +155,7 @@ class PackIndex:
         self._read: set[str] = set()
         self._packs_of: dict[str, set[str]] = {}  # index object read → the pack ids it lists
         self._lock = threading.RLock()
+        self._filter = DigestFilter()
         self._refresh_lock = threading.Lock()
         self.damaged: set[str] = set()
         """Index objects that could not be parsed (skipped; ``scrub`` reports them)."""
@@ -175,11 +178,22 @@ class PackIndex:
                 self._rank += 1
                 rows.append((bytes.fromhex(digest), self._number(loc.pack), loc.offset,
                              loc.length, loc.size, -self._rank if prefer else self._rank))
+            for row in rows:  # first: a lookup that finds the row always passes the filter
+                self._filter.add(row[0])
             self._db.execute("BEGIN")
             try:
                 self._db.executemany("INSERT OR IGNORE INTO loc VALUES (?, ?, ?, ?, ?, ?)", rows)
             finally:
                 self._db.execute("COMMIT")
+            if self._filter.full:
+                self._rebuild_filter()
+
+    def _rebuild_filter(self) -> None:
+        """A filter with room for twice the digests (forgotten ones dropped); under the lock."""
+        fresh = DigestFilter(self._filter.count)
+        for (digest,) in self._db.execute("SELECT digest FROM loc"):
+            fresh.add(digest)
+        self._filter = fresh
 
     def add_packs(self, packs: PackEntries, *, prefer: bool = False) -> None:
         for entries in packs.values():
@@ -226,6 +240,8 @@ class PackIndex:
             key = bytes.fromhex(digest)
         except ValueError:
             return []
+        if key not in self._filter:
+            return []
         with self._lock:
             rows = self._db.execute(
                 "SELECT pack, off, len, size FROM loc WHERE digest = ? ORDER BY rank", (key,)
@@ -236,7 +252,11 @@ class PackIndex:
     def locations_many(self, digests: list[str]) -> dict[str, list[Location]]:
         """:meth:`locations` of several digests in one query; unknown ones are absent."""
         wanted, _malformed = _binary_keys(digests)
+        known = self._filter
+        wanted = {key: digest for key, digest in wanted.items() if key in known}
         out: dict[str, list[Location]] = {}
+        if not wanted:
+            return out
         ids = self._pack_ids  # append-only: the numbers of rows read stay valid
         for key, pack, off, length, size in self._query_in(
             "SELECT digest, pack, off, len, size FROM loc WHERE digest IN ({marks}) "
@@ -286,6 +306,8 @@ class PackIndex:
         try:
             key = bytes.fromhex(digest)
         except ValueError:
+            return False
+        if key not in self._filter:
             return False
         with self._lock:
             row = self._db.execute("SELECT 1 FROM loc WHERE digest = ? LIMIT 1", (key,))
