@@ -362,3 +362,51 @@ def test_incremental_verifies_kept_entries_by_their_packs(
     restored = tmp_path / "restored.img"
     restore_volume(store, again, restored)
     assert sha256(restored) == sha256(image)
+
+
+def test_content_rescan_keeps_unchanged_chunks_without_lookups(
+    store: ChunkStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A content-rescan INCREMENTAL keeps a chunk whose digest is its previous entry's
+    without asking the index; W2 still stores again what a GC plan condemned meanwhile."""
+    import json
+
+    from ocibv.engine import keys
+
+    image = mixed_image(tmp_path / "vol.img")
+    full = backup_volume(store, image, backup_id="full", volume_id="v", chunk_size=CS,
+                         backup_type=FULL)
+    asked: list[str] = []
+    real = ChunkStore._usable_many
+
+    def counting(self: ChunkStore, digests: list[str]):  # type: ignore[no-untyped-def]
+        asked.extend(digests)
+        return real(self, digests)
+
+    monkeypatch.setattr(ChunkStore, "_usable_many", counting)
+
+    def incremental(backup_id: str, previous, seed: int):  # type: ignore[no-untyped-def]
+        with open(image, "r+b") as f:
+            f.seek(2 * MIB)
+            f.write(random_bytes(100, seed))
+        return backup_volume(store, image, backup_id=backup_id, volume_id="v", chunk_size=CS,
+                             previous=previous, backup_type=INCREMENTAL)
+
+    incr = incremental("i1", full, 1)
+    changed = [e.digest for e in incr.chunks if e.chunk_index == 2 * MIB // CS]
+    assert asked == changed  # the one changed chunk, not the volume's
+    assert [e for e in incr.chunks if e.chunk_index != 2 * MIB // CS] == [
+        e for e in full.chunks if e.chunk_index != 2 * MIB // CS
+    ]
+
+    kept = sorted(e.digest for e in incr.chunks if e.chunk_index != 2 * MIB // CS)
+    victim = store.index.locations(kept[0])[0].pack
+    store.backend.put(keys.plan_key("0000000000001-abc"),
+                      json.dumps({"version": 1, "packs": [victim]}).encode())
+    store.refresh()
+    again = incremental("i2", incr, 2)
+    assert store.missing(again.digests()) == set()  # the condemned were stored again
+    store.backend.delete(keys.plan_key("0000000000001-abc"))
+    restored = tmp_path / "restored.img"
+    restore_volume(store, again, restored)
+    assert sha256(restored) == sha256(image)

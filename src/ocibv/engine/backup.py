@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
 from ocibv.engine.chunk_store import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_digest
-from ocibv.engine.chunk_table import ChunkEntry, ChunkTable, binary_digests
+from ocibv.engine.chunk_table import ChunkEntry, ChunkTable, binary_digests, entries_between
 from ocibv.engine.errors import IntegrityError, VolumeImageError
 from ocibv.engine.maintenance import GcReport, ScrubReport, collect_garbage, scrub
 from ocibv.engine.manifest import (
@@ -383,22 +383,44 @@ def backup_volume(
                 reader.slot_size(i) for i in _allocated_chunks(fd, size, chunk_size, snapshot)
             )
 
+        # a content rescan: a chunk whose digest is its previous entry's is kept as that entry
+        # without asking the index (it was stored; the W2 verification checks it as ever)
+        rescanned = (
+            previous.chunks
+            if not full and not seam and previous is not None
+            and previous.chunk_size == chunk_size
+            else None
+        )
+
         def read_and_store(batch: list[WorkItem]) -> tuple[list[ChunkEntry | KeptRun], int]:
             """The batch's entries in order (all-zero chunks dropped), and the bytes read."""
             found: dict[int, ChunkEntry] = {}
             indices: list[int] = []
+            datas: list[bytes | bytearray] = []  # the batch's chunks to store (<= 4 MiB)
+            digests: list[str | None] = []
             read = 0
+            wanted = [item for item in batch if isinstance(item, int)]
+            before = (
+                entries_between(rescanned, wanted[0], wanted[-1] + 1)
+                if rescanned is not None and wanted
+                else {}
+            )
+            for chunk, data in zip(wanted, reader.read_many(wanted), strict=True):
+                read += reader.slot_size(chunk)
+                if data is None:
+                    continue
+                digest, old = None, before.get(chunk)
+                if old is not None:
+                    digest = chunk_digest(data)
+                    if digest == old.digest and old.size == len(data):
+                        found[chunk] = old
+                        continue
+                indices.append(chunk)
+                datas.append(data)
+                digests.append(digest)
 
-            def datas() -> Iterator[bytes | bytearray]:  # the batch's chunks (<= 4 MiB)
-                nonlocal read
-                wanted = [item for item in batch if isinstance(item, int)]
-                for item, data in zip(wanted, reader.read_many(wanted), strict=True):
-                    read += reader.slot_size(item)
-                    if data is not None:
-                        indices.append(item)
-                        yield data
-
-            refs = store.put_chunks(datas(), verify_existing=full)  # neighbours stay together
+            # neighbours stay together
+            refs = store.put_chunks(datas, digests=digests, verify_existing=full)
             for index, ref in zip(indices, refs, strict=True):
                 found[index] = ChunkEntry(index, ref.digest, ref.size, ref.stored_size)
             if vouched is not None:

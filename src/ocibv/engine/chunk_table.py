@@ -11,6 +11,7 @@ entry even when only a few changed.
 from __future__ import annotations
 
 import binascii
+import bisect
 import os
 import struct
 import tempfile
@@ -202,6 +203,20 @@ class ChunkTable(Sequence[ChunkEntry]):
 
 
 ChunkList = list[ChunkEntry] | ChunkTable
+
+
+def entries_between(chunks: ChunkList, first: int, stop: int) -> dict[int, ChunkEntry]:
+    """The entries of ``chunks`` (sorted by chunk index) for chunks ``first`` up to
+    ``stop``, by chunk index: a table is read only around them."""
+    if isinstance(chunks, ChunkTable):
+        lo = chunks.position_of(first)
+        hi = chunks.position_of(stop, lo)
+        rows = _RECORD.iter_unpack(chunks.records(lo, hi))
+        return {index: ChunkEntry(index, digest.hex(), size, stored)
+                for index, digest, size, stored in rows}
+    lo = bisect.bisect_left(chunks, first, key=lambda entry: entry.chunk_index)
+    hi = bisect.bisect_left(chunks, stop, lo, key=lambda entry: entry.chunk_index)
+    return {entry.chunk_index: entry for entry in chunks[lo:hi]}
 
 
 def _table_of_records(records: bytes) -> ChunkTable:
