@@ -8,7 +8,7 @@ import os
 import random
 from pathlib import Path
 
-from ocibv.engine.volume_files import read_sparse
+from ocibv.engine.volume_files import iter_data_extents, read_sparse, read_within
 from tests.engine.store_helpers import KIB, MIB
 
 PAGE = mmap.PAGESIZE
@@ -56,8 +56,14 @@ def test_read_sparse_returns_what_pread_returns(tmp_path: Path) -> None:
                   (2 * MIB, 256 * KIB), (4 * MIB - 100 * KIB, 256 * KIB), (size, 4 * KIB),
                   (size + 5, 10)]
         ranges += [(rng.randrange(size), rng.randrange(1, 512 * KIB)) for _ in range(300)]
+        extents = list(iter_data_extents(fd, size))
         for offset, length in ranges:
-            assert read_sparse(fd, length, offset) == os.pread(fd, length, offset), (offset, length)
+            expected = os.pread(fd, length, offset)
+            assert read_sparse(fd, length, offset) == expected, (offset, length)
+            if offset + length <= size:  # read_within's images never end mid-read
+                assert read_within(fd, length, offset, extents) == expected, (offset, length)
+            assert read_within(fd, length, offset, None) == expected
+        assert read_within(fd, 4 * KIB, 2 * MIB, []) == bytes(4 * KIB)  # no data anywhere
     finally:
         os.close(fd)
 

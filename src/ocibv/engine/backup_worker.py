@@ -34,7 +34,7 @@ from ocibv.engine.chunk_table import ChunkTable
 from ocibv.engine.errors import VolumeImageError
 from ocibv.engine.manifest import Manifest, load_manifest
 from ocibv.engine.snapshot import apply_fixups, merge_extents
-from ocibv.engine.volume_files import iter_data_extents, read_sparse
+from ocibv.engine.volume_files import iter_data_extents, read_within
 
 MANIFESTS_KEPT = 8
 
@@ -89,6 +89,7 @@ class RemoteView:
 
     def __init__(self, channel: Channel, image_fd: int, preserve_fd: int, size: int) -> None:
         self.channel, self.fd, self.pfd, self._size = channel, image_fd, preserve_fd, size
+        self._extents: list[tuple[int, int]] | None = None  # the last data_extents
 
     @property
     def size(self) -> int:
@@ -99,7 +100,7 @@ class RemoteView:
         per chunk cost the serving process and this one more than the claims do)."""
         datas = []
         for offset, length in ranges:
-            data = read_sparse(self.fd, length, offset)  # first: the claim validates it
+            data = read_within(self.fd, length, offset, self._extents)  # claims validate it
             if len(data) != length:
                 raise VolumeImageError("short read: the image changed size")
             datas.append(data)
@@ -111,7 +112,8 @@ class RemoteView:
 
     def data_extents(self) -> list[tuple[int, int]]:
         extents = list(iter_data_extents(self.fd, self._size))  # scanned before the list
-        return merge_extents(extents + self.channel.call("preserved"))
+        self._extents = merge_extents(extents + self.channel.call("preserved"))
+        return self._extents
 
 
 class Worker:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ocibv.engine.changed_blocks import Capture
 from ocibv.engine.errors import VolumeImageError
-from ocibv.engine.volume_files import read_if_cached, read_sparse
+from ocibv.engine.volume_files import read_if_cached, read_within
 
 if TYPE_CHECKING:
     from ocibv.engine.live_volume import LiveVolume
@@ -113,6 +113,7 @@ class PointInTime:
         self._state: dict[int, int] = {}  # block -> preserve-file offset, _ZERO or _READ
         self._end = 0
         self.preserved_bytes = 0
+        self._extents: list[tuple[int, int]] | None = None  # the last data_extents
 
     def close(self) -> None:
         """Free the preserved data."""
@@ -191,7 +192,7 @@ class PointInTime:
         the image while nothing wrote it since (a backup re-reading a chunk it must store
         again), and raises VolumeImageError once a writer has changed it."""
         self._check(offset, length)
-        data = read_sparse(self.fd, length, offset)  # optimistic: validated below
+        data = read_within(self.fd, length, offset, self._extents)  # validated below
         if len(data) != length:
             raise VolumeImageError("short read: the image changed size")
         return apply_fixups(data, offset, self.claim(offset, length), self._pfd, self.block)
@@ -249,7 +250,8 @@ class PointInTime:
         that held data at the point in time and is a hole when the scan passes it was
         trimmed, hence preserved, before the list is taken."""
         extents = list(_image_extents(self.fd, self.size))
-        return merge_extents(extents + self.preserved_extents())
+        self._extents = merge_extents(extents + self.preserved_extents())
+        return self._extents
 
 
 def apply_fixups(

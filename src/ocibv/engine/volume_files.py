@@ -6,6 +6,7 @@ and all-zero blocks are written as holes.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import functools
@@ -142,6 +143,35 @@ def read_sparse(fd: int, length: int, offset: int) -> bytes | bytearray:
                 end = start + got
                 break
     return buf if len(buf) == end - offset else buf[: end - offset]
+
+
+def read_within(
+    fd: int, length: int, offset: int, extents: list[tuple[int, int]] | None
+) -> bytes | bytearray:
+    """``os.pread(fd, length, offset)`` of a live image, reading only where ``extents``
+    (sorted ``(offset, length)`` data regions, as scanned when the backup began; None: not
+    scanned) say data may be: no ``lseek`` per read. ``read_sparse``'s ``SEEK_HOLE`` takes
+    the inode's lock, which every write to the image takes too: a QD1 writer's p99 during a
+    group FULL went from 0.41 to 3.76 ms with it. Callers fix up with the snapshot's claims
+    what changed since the scan (a hole written since was preserved as zeros)."""
+    if extents is None:
+        return os.pread(fd, length, offset)
+    end = offset + length
+    at = max(0, bisect.bisect_right(extents, offset, key=lambda extent: extent[0]) - 1)
+    start, n = extents[at] if extents else (0, 0)
+    if start <= offset and end <= start + n:  # one extent holds it all
+        return os.pread(fd, length, offset)
+    buf = bytearray(length)
+    with memoryview(buf) as view:
+        for start, n in extents[at:]:
+            if start >= end:
+                break
+            lo, hi = max(start, offset), min(start + n, end)
+            if lo < hi:
+                got = os.preadv(fd, [view[lo - offset : hi - offset]], lo)
+                if got < hi - lo:  # the file ends there
+                    return buf[: lo - offset + got]
+    return buf
 
 
 def allocated_bytes(path: Path) -> int:
