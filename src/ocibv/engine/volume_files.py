@@ -163,7 +163,8 @@ def read_within(
         return os.pread(fd, length, offset)
     buf = bytearray(length)
     with memoryview(buf) as view:
-        for start, n in extents[at:]:
+        for i in range(at, len(extents)):  # not extents[at:]: a copy of the rest per read
+            start, n = extents[i]
             if start >= end:
                 break
             lo, hi = max(start, offset), min(start + n, end)
