@@ -13,7 +13,14 @@ from ocibv.engine.backends import LocalBackend
 from ocibv.engine.backup import backup_volume, collect_garbage, restore_volume
 from ocibv.engine.chunk_store import ChunkStore, chunk_digest
 from ocibv.engine.errors import ChunkNotFound, IntegrityError
-from ocibv.engine.manifest import FULL, INCREMENTAL, delete_manifest, list_manifests, load_manifest
+from ocibv.engine.manifest import (
+    FULL,
+    INCREMENTAL,
+    Manifest,
+    delete_manifest,
+    list_manifests,
+    load_manifest,
+)
 from tests.engine.store_helpers import (
     KIB,
     MIB,
@@ -311,6 +318,19 @@ def test_kept_runs_match_the_entry_by_entry_merge() -> None:
             assert table.position_of(i, lo) == want
 
 
+def _rewrite_and_back_up(
+    store: ChunkStore, image: Path, backup_id: str, previous: Manifest, seed: int,
+    changed_ranges: list[tuple[int, int]] | None = None,
+) -> Manifest:
+    """Write 100 new bytes at 2 MiB of ``image``, then an INCREMENTAL on ``previous``."""
+    with open(image, "r+b") as f:
+        f.seek(2 * MIB)
+        f.write(random_bytes(100, seed))
+    return backup_volume(store, image, backup_id=backup_id, volume_id="v", chunk_size=CS,
+                         previous=previous, backup_type=INCREMENTAL,
+                         changed_ranges=changed_ranges)
+
+
 def test_incremental_verifies_kept_entries_by_their_packs(
     store: ChunkStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -336,13 +356,9 @@ def test_incremental_verifies_kept_entries_by_their_packs(
 
     monkeypatch.setattr(PackIndex, "without_usable_copy", counting)
 
-    def incremental(backup_id: str, previous, seed: int):  # type: ignore[no-untyped-def]
-        with open(image, "r+b") as f:
-            f.seek(2 * MIB)
-            f.write(random_bytes(100, seed))
-        return backup_volume(store, image, backup_id=backup_id, volume_id="v", chunk_size=CS,
-                             previous=previous, backup_type=INCREMENTAL,
-                             changed_ranges=[(2 * MIB, 100)])
+    def incremental(backup_id: str, previous: Manifest, seed: int) -> Manifest:
+        return _rewrite_and_back_up(store, image, backup_id, previous, seed,
+                                    changed_ranges=[(2 * MIB, 100)])
 
     incr = incremental("i1", full, 1)
     assert looked_up == [1]  # the chunk read, not the volume's
@@ -385,12 +401,8 @@ def test_content_rescan_keeps_unchanged_chunks_without_lookups(
 
     monkeypatch.setattr(ChunkStore, "_usable_many", counting)
 
-    def incremental(backup_id: str, previous, seed: int):  # type: ignore[no-untyped-def]
-        with open(image, "r+b") as f:
-            f.seek(2 * MIB)
-            f.write(random_bytes(100, seed))
-        return backup_volume(store, image, backup_id=backup_id, volume_id="v", chunk_size=CS,
-                             previous=previous, backup_type=INCREMENTAL)
+    def incremental(backup_id: str, previous: Manifest, seed: int) -> Manifest:
+        return _rewrite_and_back_up(store, image, backup_id, previous, seed)
 
     incr = incremental("i1", full, 1)
     changed = [e.digest for e in incr.chunks if e.chunk_index == 2 * MIB // CS]

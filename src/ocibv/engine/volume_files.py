@@ -12,7 +12,7 @@ import errno
 import functools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ocibv.engine.errors import VolumeImageError
@@ -135,14 +135,7 @@ def read_sparse(fd: int, length: int, offset: int) -> bytes | bytearray:
     if hole >= end:
         return os.pread(fd, length, offset)
     end = min(end, os.fstat(fd).st_size)
-    buf = bytearray(max(0, end - offset))
-    with memoryview(buf) as view:
-        for start, n in iter_data_extents(fd, end, offset):
-            got = os.preadv(fd, [view[start - offset : start - offset + n]], start)
-            if got < n:  # the file shrank meanwhile
-                end = start + got
-                break
-    return buf if len(buf) == end - offset else buf[: end - offset]
+    return _read_extents(fd, max(0, end - offset), offset, iter_data_extents(fd, end, offset))
 
 
 def read_within(
@@ -161,10 +154,19 @@ def read_within(
     start, n = extents[at] if extents else (0, 0)
     if start <= offset and end <= start + n:  # one extent holds it all
         return os.pread(fd, length, offset)
+    # by index, not extents[at:]: that copies the rest of the list on every read
+    return _read_extents(fd, length, offset, (extents[i] for i in range(at, len(extents))))
+
+
+def _read_extents(
+    fd: int, length: int, offset: int, extents: Iterable[tuple[int, int]]
+) -> bytearray:
+    """The ``length`` bytes at ``offset``: zeros, with the parts of ``extents`` (sorted
+    ``(offset, length)``, from at or before ``offset``) read in; short where the file ends."""
+    end = offset + length
     buf = bytearray(length)
     with memoryview(buf) as view:
-        for i in range(at, len(extents)):  # not extents[at:]: a copy of the rest per read
-            start, n = extents[i]
+        for start, n in extents:
             if start >= end:
                 break
             lo, hi = max(start, offset), min(start + n, end)
