@@ -23,7 +23,10 @@ request until it is AVAILABLE (polled every 20 ms); bytes read are the job row's
    changed (ocibv's fixed cost: API, job queue, snapshot, manifest). The 1% INCREMENTAL is
    restored (CreateVolume from the backup) and the restored volume's data range must hash
    (sha256) to the source volume's and to the image-plus-writes computed in memory, and
-   hold no data past the range.
+   hold no data past the range. restic backs up each of the ``--repeats`` further changes
+   of measurement 2 at this size as well, and the speed goal is judged on the medians over
+   the same changes (ocibv's INCREMENTALs of the first size against restic's); the ratio of
+   the first change alone is recorded beside it.
 2. Flat in volume size: the same change (655 writes of 64 KiB) on volumes with 4, 16, 64, 8
    GiB of data (``--sizes``; 64 needs ~60 GiB of free disk), and on volumes of 4 and 64 GiB
    with a 4 KiB block written at the start of every 256 KiB chunk (``--sparse-sizes``: every
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import functools
 import hashlib
 import json
 import os
@@ -344,7 +348,6 @@ def incremental_vs_restic(bench: Bench, size: int, work: Path) -> dict[str, Any]
     restic_inc = restic_run(work, bench.image(volume), size)
     print(f"  restic INCREMENTAL wall {restic_inc['wall_s']:.2f} s, "
           f"+{restic_inc['store_growth_bytes'] / MIB:.1f} MiB", flush=True)
-    shutil.rmtree(work / "restic", ignore_errors=True)  # disk space for the restore
 
     floor = bench.backup(volume, "INCREMENTAL")  # nothing changed: the fixed cost
     print(f"  ocibv INCREMENTAL, nothing changed {_row(floor)}", flush=True)
@@ -363,7 +366,8 @@ def incremental_vs_restic(bench: Bench, size: int, work: Path) -> dict[str, Any]
         "ocibv": {"FULL": full, "INCREMENTAL": incremental, "INCREMENTAL_nothing_changed": floor,
                   "RESTORE": {"wall_s": restore_s, "sha256": digests, "exact": exact,
                               "data_past_range": bool(beyond)}},
-        "restic": {"FULL": restic_full, "INCREMENTAL": restic_inc},
+        "restic": {"FULL": restic_full, "INCREMENTAL": restic_inc,
+                   "INCREMENTAL_runs": [restic_inc]},
     }
 
 
@@ -373,9 +377,9 @@ def incremental_vs_restic(bench: Bench, size: int, work: Path) -> dict[str, Any]
 def disk_needed(size: int, *, first: bool = False) -> int:
     """Disk a volume of ``size`` needs here: its data (62.5%), its FULL (~45% of the data in
     bench/backup.py's figures, 50% assumed), and ``RESERVE`` left for everyone else; the
-    first size also holds a restored copy (or restic's repository) at a time."""
+    first size also holds a restored copy and restic's repository."""
     data = size * 5 // 8
-    return data + data // 2 + (data if first else 0) + RESERVE
+    return data + data // 2 + (2 * data if first else 0) + RESERVE
 
 
 def rescan_incremental(bench: Bench, volume: str, uri: str, size: int, count: int,
@@ -390,13 +394,16 @@ def rescan_incremental(bench: Bench, volume: str, uri: str, size: int, count: in
 
 def size_point(bench: Bench, size: int, count: int, work: Path, first: dict[str, Any] | None,
                writer: Callable[[Callable[[], tuple[float, float]]], dict[str, Any]] | None = None,
-               repeats: int = 3) -> dict[str, Any]:
+               repeats: int = 3,
+               paired: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """``repeats`` changed-block INCREMENTALs (each after a new change of ``count`` 64 KiB
     writes; the median by wall time is reported) and one content-rescan INCREMENTAL at
     ``size``; ``writer``, if given, runs a writer to another volume during this volume's
-    FULL."""
+    FULL; ``paired``, if given, runs after each INCREMENTAL made here (restic's backup of
+    the same change) and its results go to ``paired_runs``."""
     control = None
     runs: list[dict[str, Any]] = []
+    paired_runs: list[dict[str, Any]] = []
     if first is not None:  # the volume of measurement 1: its INCREMENTAL is the first run
         volume, uri = first["volume_id"], first["uri"]
         runs.append(first["ocibv"]["INCREMENTAL"])
@@ -419,13 +426,18 @@ def size_point(bench: Bench, size: int, count: int, work: Path, first: dict[str,
     while len(runs) < repeats:
         write_through_nbd(uri, change_writes(size, count, CHANGE_SEED + 10 + len(runs)))
         runs.append(bench.backup(volume, "INCREMENTAL"))
+        if paired is not None:
+            paired_runs.append(paired())
+            print(f"  paired restic INCREMENTAL wall {paired_runs[-1]['wall_s']:.2f} s",
+                  flush=True)
     for run in runs:
         print(f"  {size >> 30:3d} GiB changed-block INCREMENTAL {_row(run)}", flush=True)
     tracked = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     uri, rescan = rescan_incremental(bench, volume, uri, size, count, CHANGE_SEED + 1)
     print(f"  {size >> 30:3d} GiB content-rescan INCREMENTAL {_row(rescan)}", flush=True)
     out = {"data_bytes": size, "volume_id": volume, "uri": uri, "change_writes": count,
-           "tracked": tracked, "tracked_runs": runs, "rescan": rescan}
+           "tracked": tracked, "tracked_runs": runs, "rescan": rescan,
+           "paired_runs": paired_runs}
     if first is None:
         out["FULL"] = full
     if control is not None:
@@ -585,13 +597,20 @@ def _lat(m: dict[str, Any]) -> str:
 def goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     one = result["incremental_vs_restic"]
     mine, restic = one["ocibv"]["INCREMENTAL"], one["restic"]["INCREMENTAL"]
-    speed = restic["wall_s"] / mine["wall_s"]
-    store = mine["store_growth_bytes"] / max(1, restic["store_growth_bytes"])
     points = result["flat_in_size"]
+    # medians over the same changes: the first and each of the first size's repeats (a
+    # single ~0.4 s sample moved 0.35-0.67 s between runs of the same code)
+    mine_walls = [r["wall_s"] for r in points[0]["tracked_runs"]]
+    restic_walls = [r["wall_s"] for r in one["restic"]["INCREMENTAL_runs"]]
+    speed = statistics.median(restic_walls) / statistics.median(mine_walls)
+    store = mine["store_growth_bytes"] / max(1, restic["store_growth_bytes"])
     times = [p["tracked"]["wall_s"] for p in points]
     reads = [p["tracked"]["bytes_read"] for p in points]
     out = {
-        "INCREMENTAL >= 30x faster than restic": {"value": speed, "met": speed >= 30},
+        "INCREMENTAL >= 30x faster than restic (medians of the same changes)": {
+            "value": speed, "met": speed >= 30, "ocibv_wall_s": mine_walls,
+            "restic_wall_s": restic_walls,
+            "first_change_only": restic["wall_s"] / mine["wall_s"]},
         "INCREMENTAL stores <= 1/4 of restic's growth": {"value": store, "met": store <= 0.25},
         "restore of the INCREMENTAL exact": {"value": one["ocibv"]["RESTORE"]["exact"],
                                              "met": one["ocibv"]["RESTORE"]["exact"]},
@@ -625,6 +644,8 @@ def report(result: dict[str, Any]) -> None:
     for label, m in (("restic FULL", one["restic"]["FULL"]),
                      ("restic INCREMENTAL", one["restic"]["INCREMENTAL"])):
         print(f"{label:24s}{m['wall_s']:10.2f}{'':>10s}{m['store_growth_bytes'] / MIB:12.1f}")
+    every = ", ".join(f"{r['wall_s']:.2f}" for r in one["restic"]["INCREMENTAL_runs"])
+    print(f"{'restic, every change':24s}{every}")
     r = one["ocibv"]["RESTORE"]
     print(f"{'ocibv RESTORE':24s}{r['wall_s']:10.2f}   sha256 {'equal' if r['exact'] else 'BAD'}")
     print("\n2. the same change at each data size: INCREMENTAL wall s / MiB read "
@@ -686,7 +707,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["incremental_vs_restic"] = one
         count = one["change_writes"]
         print("2. flat in volume size", flush=True)
-        points = [size_point(bench, sizes[0], count, work, one, repeats=args.repeats)]
+        # restic backs up each further change too: the speed goal is judged on medians
+        restic_again = functools.partial(restic_run, work, bench.image(one["volume_id"]),
+                                         sizes[0])
+        points = [size_point(bench, sizes[0], count, work, one, repeats=args.repeats,
+                             paired=restic_again)]
+        one["restic"]["INCREMENTAL_runs"] += points[0]["paired_runs"]
+        shutil.rmtree(work / "restic", ignore_errors=True)  # disk space for the larger sizes
         one["uri"] = points[0]["uri"]  # re-attached by the rescan
         if args.writer_seconds > 0:
             print("3. writer impact", flush=True)
