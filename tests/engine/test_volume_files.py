@@ -8,7 +8,12 @@ import os
 import random
 from pathlib import Path
 
-from ocibv.engine.volume_files import iter_data_extents, read_sparse, read_within
+from ocibv.engine.volume_files import (
+    iter_data_extents,
+    read_sparse,
+    read_sparse_many,
+    read_within,
+)
 from tests.engine.store_helpers import KIB, MIB
 
 PAGE = mmap.PAGESIZE
@@ -68,6 +73,30 @@ def test_read_sparse_returns_what_pread_returns(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def test_read_sparse_many_returns_what_pread_returns(tmp_path: Path) -> None:
+    """Batches of chunk-like ranges: runs of neighbours (one extent scan each, with holes
+    inside or none), gaps between runs, and ranges at and past the file's end."""
+    chunk = 256 * KIB
+    size = 6 * MIB + 1000
+    fd = _sparse_file(tmp_path / "img", size,
+                      [(0, 1 * MIB), (1 * MIB + 100 * KIB, 4 * KIB), (2 * MIB, 8 * KIB),
+                       (3 * MIB - 4 * KIB, 8 * KIB), (6 * MIB - 4 * KIB, 4 * KIB + 1000)])
+    rng = random.Random(2)
+    try:
+        slots = size // chunk + 2  # two slots past the end
+        for _ in range(200):
+            indices = sorted(rng.sample(range(slots), rng.randint(1, 16)))
+            if rng.random() < 0.5:  # a run of neighbours, as a rescan's batch is
+                first = rng.randrange(slots)
+                indices = list(range(first, min(slots, first + rng.randint(1, 16))))
+            ranges = [(i * chunk, chunk) for i in indices]
+            got = read_sparse_many(fd, ranges)
+            assert got == [os.pread(fd, n, offset) for offset, n in ranges], indices
+        assert read_sparse_many(fd, []) == []
+    finally:
+        os.close(fd)
+
+
 def test_read_sparse_leaves_holes_out_of_the_page_cache(tmp_path: Path) -> None:
     fd = _sparse_file(tmp_path / "img", 8 * MIB, [(0, 64 * KIB), (4 * MIB, 64 * KIB)])
     try:
@@ -75,6 +104,9 @@ def test_read_sparse_leaves_holes_out_of_the_page_cache(tmp_path: Path) -> None:
         data = read_sparse(fd, 256 * KIB, 0)
         assert data[: 64 * KIB] == os.pread(fd, 64 * KIB, 0)
         assert data[64 * KIB :] == bytes(192 * KIB)
+        assert cached_pages(fd, 0, 8 * MIB) == written
+        many = read_sparse_many(fd, [(0, 256 * KIB), (256 * KIB, 256 * KIB)])
+        assert many == [data, bytes(256 * KIB)]
         assert cached_pages(fd, 0, 8 * MIB) == written
         os.pread(fd, 256 * KIB, 4 * MIB)  # a plain read of the same shape caches its hole
         assert cached_pages(fd, 0, 8 * MIB) == written + 192 * KIB // PAGE

@@ -36,7 +36,7 @@ from ocibv.engine.manifest import (
 )
 from ocibv.engine.pack import Buffer
 from ocibv.engine.parallel import bounded_map
-from ocibv.engine.volume_files import iter_data_extents, read_sparse, start_writeback
+from ocibv.engine.volume_files import iter_data_extents, read_sparse_many, start_writeback
 
 __all__ = [
     "GcReport",
@@ -272,7 +272,7 @@ class _ImageReader:
         if self.snapshot is not None:
             datas = self.snapshot.read_many(ranges)
         else:
-            datas = [read_sparse(self.fd, n, offset) for offset, n in ranges]
+            datas = read_sparse_many(self.fd, ranges)
         out: list[bytes | bytearray | None] = []
         for index, (_, n), data in zip(indices, ranges, datas, strict=True):
             if len(data) != n:
