@@ -125,7 +125,8 @@ def test_a_simulated_year_of_gold_on_a_volume_group(world: World) -> None:
     world.use_memory_store()
     v1, v2 = world.volume("v1"), world.volume("v2")
     group = world.group("g", [v1.id, v2.id])
-    year = world.services.clock.now().year + 1
+    # the next 1 January at least a day away: the clock is set 12 hours before it
+    year = (world.services.clock.now() + timedelta(days=1)).year + 1
     first = datetime(year, 1, 1, tzinfo=UTC)
     world.services.clock.set(first - timedelta(hours=12))
     world.services.volume_backup_policy_assignments.create_volume_backup_policy_assignment(
