@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ocibv.engine.volume_files import (
     iter_data_extents,
-    read_sparse,
     read_sparse_many,
     read_within,
 )
@@ -64,7 +63,7 @@ def test_read_sparse_returns_what_pread_returns(tmp_path: Path) -> None:
         extents = list(iter_data_extents(fd, size))
         for offset, length in ranges:
             expected = os.pread(fd, length, offset)
-            assert read_sparse(fd, length, offset) == expected, (offset, length)
+            assert read_sparse_many(fd, [(offset, length)]) == [expected], (offset, length)
             if offset + length <= size:  # read_within's images never end mid-read
                 assert read_within(fd, length, offset, extents) == expected, (offset, length)
             assert read_within(fd, length, offset, None) == expected
@@ -101,7 +100,7 @@ def test_read_sparse_leaves_holes_out_of_the_page_cache(tmp_path: Path) -> None:
     fd = _sparse_file(tmp_path / "img", 8 * MIB, [(0, 64 * KIB), (4 * MIB, 64 * KIB)])
     try:
         written = cached_pages(fd, 0, 8 * MIB)  # the written data, at most
-        data = read_sparse(fd, 256 * KIB, 0)
+        (data,) = read_sparse_many(fd, [(0, 256 * KIB)])
         assert data[: 64 * KIB] == os.pread(fd, 64 * KIB, 0)
         assert data[64 * KIB :] == bytes(192 * KIB)
         assert cached_pages(fd, 0, 8 * MIB) == written

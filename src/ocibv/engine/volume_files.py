@@ -119,18 +119,14 @@ def iter_data_extents(fd: int, size: int, offset: int = 0) -> Iterator[tuple[int
         offset = end
 
 
-def read_sparse(fd: int, length: int, offset: int) -> bytes | bytearray:
-    """``os.pread(fd, length, offset)`` that reads only the data extents of the range and
-    leaves its holes as zeros: reading a hole makes the kernel put pages of zeros into the
-    page cache, as many as the hole is long (a changed chunk of which a write filled 64 KiB;
-    a sparse image's every chunk). A range without holes costs one ``lseek`` more than a
-    ``pread``. Short, like ``pread``, only where the file ends."""
-    return read_sparse_many(fd, [(offset, length)])[0]
-
-
 def read_sparse_many(fd: int, ranges: list[tuple[int, int]]) -> list[bytes | bytearray]:
-    """:func:`read_sparse` of each ``(offset, length)`` of ``ranges`` (sorted, apart), with
-    one scan of the data extents across each run of ranges that follow each other: a batch
+    """``os.pread(fd, length, offset)`` of each ``(offset, length)`` of ``ranges`` (sorted,
+    apart), reading only the data extents and leaving holes as zeros: reading a hole makes
+    the kernel put pages of zeros into the page cache, as many as the hole is long (a
+    changed chunk of which a write filled 64 KiB; a sparse image's every chunk). Short,
+    like ``pread``, only where the file ends.
+
+    The extents are scanned once across each run of ranges that follow each other: a batch
     of neighbouring chunks costs one ``lseek`` when it holds no hole (not one per chunk), or
     two per data extent across it (not ~5 syscalls per chunk). Each syscall gives up the
     GIL, and on 2 CPUs with 4 chunk threads every give-up is a hand-off to wait for."""
@@ -170,7 +166,7 @@ def read_within(
 ) -> bytes | bytearray:
     """``os.pread(fd, length, offset)`` of a live image, reading only where ``extents``
     (sorted ``(offset, length)`` data regions, as scanned when the backup began; None: not
-    scanned) say data may be: no ``lseek`` per read. ``read_sparse``'s ``SEEK_HOLE`` takes
+    scanned) say data may be: no ``lseek`` per read. ``read_sparse_many``'s ``SEEK_HOLE`` takes
     the inode's lock, which every write to the image takes too: a QD1 writer's p99 during a
     group FULL went from 0.41 to 3.76 ms with it. Callers fix up with the snapshot's claims
     what changed since the scan (a hole written since was preserved as zeros)."""
