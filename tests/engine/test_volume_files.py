@@ -63,7 +63,7 @@ def test_read_sparse_returns_what_pread_returns(tmp_path: Path) -> None:
         extents = list(iter_data_extents(fd, size))
         for offset, length in ranges:
             expected = os.pread(fd, length, offset)
-            assert read_sparse_many(fd, [(offset, length)]) == [expected], (offset, length)
+            assert list(read_sparse_many(fd, [(offset, length)])) == [expected], (offset, length)
             if offset + length <= size:  # read_within's images never end mid-read
                 assert read_within(fd, length, offset, extents) == expected, (offset, length)
             assert read_within(fd, length, offset, None) == expected
@@ -89,10 +89,30 @@ def test_read_sparse_many_returns_what_pread_returns(tmp_path: Path) -> None:
                 first = rng.randrange(slots)
                 indices = list(range(first, min(slots, first + rng.randint(1, 16))))
             ranges = [(i * chunk, chunk) for i in indices]
-            got = read_sparse_many(fd, ranges)
+            got = list(read_sparse_many(fd, ranges))
             assert got == [os.pread(fd, n, offset) for offset, n in ranges], indices
-        assert read_sparse_many(fd, []) == []
+        assert list(read_sparse_many(fd, [])) == []
     finally:
+        os.close(fd)
+
+
+def test_read_sparse_many_reads_each_range_when_it_is_asked_for(tmp_path: Path) -> None:
+    """A rescan drops most chunks as soon as it has hashed them: the next chunk is read only
+    then, so a batch's chunks are never all held at once (nor read ahead of the caller)."""
+    chunk = 256 * KIB
+    fd = _sparse_file(tmp_path / "img", 4 * chunk, [(0, 2 * chunk), (3 * chunk, 4 * KIB)])
+    writer = os.open(tmp_path / "img", os.O_WRONLY)
+    try:
+        chunks = read_sparse_many(fd, [(0, chunk), (chunk, chunk), (3 * chunk, chunk)])
+        first = next(chunks)
+        assert first == os.pread(fd, chunk, 0)
+        os.pwrite(writer, b"later" * 1000, chunk)  # written after the first was taken
+        os.pwrite(writer, b"later", 3 * chunk + 100)
+        assert next(chunks) == os.pread(fd, chunk, chunk)
+        assert next(chunks) == os.pread(fd, chunk, 3 * chunk)
+        assert next(chunks, None) is None
+    finally:
+        os.close(writer)
         os.close(fd)
 
 
@@ -104,7 +124,7 @@ def test_read_sparse_leaves_holes_out_of_the_page_cache(tmp_path: Path) -> None:
         assert data[: 64 * KIB] == os.pread(fd, 64 * KIB, 0)
         assert data[64 * KIB :] == bytes(192 * KIB)
         assert cached_pages(fd, 0, 8 * MIB) == written
-        many = read_sparse_many(fd, [(0, 256 * KIB), (256 * KIB, 256 * KIB)])
+        many = list(read_sparse_many(fd, [(0, 256 * KIB), (256 * KIB, 256 * KIB)]))
         assert many == [data, bytes(256 * KIB)]
         assert cached_pages(fd, 0, 8 * MIB) == written
         os.pread(fd, 256 * KIB, 4 * MIB)  # a plain read of the same shape caches its hole

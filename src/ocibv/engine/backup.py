@@ -262,25 +262,33 @@ class _ImageReader:
 
     def read(self, index: int) -> bytes | bytearray | None:
         """The chunk's bytes, or None when they are all zeros."""
-        return self.read_many([index])[0]
+        return next(self.read_many([index]))
 
-    def read_many(self, indices: list[int]) -> list[bytes | bytearray | None]:
-        """:meth:`read` of each chunk (a snapshot is asked about them all at once)."""
+    def read_many(self, indices: list[int]) -> Iterator[bytes | bytearray | None]:
+        """:meth:`read` of each chunk, in order (a snapshot is asked about them all at
+        once). An image nobody writes is read one chunk at a time as the caller asks, so a
+        chunk the caller drops is not held while the rest of the batch is read (see
+        ``read_sparse_many``)."""
         if not indices:
-            return []
+            return
         ranges = [(index * self.chunk_size, self.slot_size(index)) for index in indices]
         if self.snapshot is not None:
-            datas = self.snapshot.read_many(ranges)
+            datas: Iterable[bytes | bytearray] = _consumed(self.snapshot.read_many(ranges))
         else:
             datas = read_sparse_many(self.fd, ranges)
-        out: list[bytes | bytearray | None] = []
         for index, (_, n), data in zip(indices, ranges, datas, strict=True):
             if len(data) != n:
                 raise VolumeImageError(f"short read of chunk {index}: image changed size")
             # bytes == bytes runs at memory speed; a memoryview compare would be ~60x slower
             zero = self._zero if n == self.chunk_size else bytes(n)
-            out.append(None if data == zero else data)
-        return out
+            yield None if data == zero else data
+
+
+def _consumed(items: list[T]) -> Iterator[T]:
+    """The items of ``items`` in order, each let go of by the list as it is taken."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 HOLE_BLOCK = 4096
