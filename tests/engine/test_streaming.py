@@ -212,6 +212,28 @@ def test_digest_filter_has_no_false_negatives_and_few_false_positives() -> None:
     assert f.full
 
 
+def test_digest_filter_add_many_sets_the_bits_add_sets() -> None:
+    """The index adds digests in bulk (numpy); a filter filled that way must answer exactly
+    as one filled a digest at a time, at every size (the probes are masked to its bits)."""
+    from ocibv.engine.digest_filter import DigestFilter
+
+    digests = [blake3.blake3(b"%d" % n).digest() for n in range(3000)]
+    for expected in (0, 1000, 200_000):
+        one, bulk = DigestFilter(expected), DigestFilter(expected)
+        for d in digests:
+            one.add(d)
+        bulk.add_many(digests[:1234])
+        bulk.add_many(digests[1234:])
+        bulk.add_many([])
+        assert bulk._bits == one._bits and bulk.count == one.count == len(digests)
+    mixed = [digests[0], b"\x01"]  # a malformed key among them: added one at a time, padded
+    one, bulk = DigestFilter(), DigestFilter()
+    for d in mixed:
+        one.add(d)
+    bulk.add_many(mixed)
+    assert bulk._bits == one._bits and b"\x01" in bulk
+
+
 def _full_of_200_distinct_chunks(backend: Backend, tmp_path: Path) -> Manifest:
     """A FULL of an image of 200 chunks, each of its own bytes (chunk 0 is zeros)."""
     image = tmp_path / "v.img"

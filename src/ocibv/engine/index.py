@@ -107,6 +107,8 @@ def existing_packs(backend: Backend) -> set[str]:
 INDEX_CACHE_KIB = 8192
 """Page cache of the index's SQLite table (the rest stays in its temporary file)."""
 _IN_CLAUSE = 500
+FILTER_BLOCK = 65536
+"""Digests added to a rebuilt filter at once (2 MiB of them)."""
 
 
 def _binary_keys(digests: Iterable[str | bytes]) -> tuple[dict[bytes, str], set[str]]:
@@ -178,8 +180,8 @@ class PackIndex:
                 self._rank += 1
                 rows.append((bytes.fromhex(digest), self._number(loc.pack), loc.offset,
                              loc.length, loc.size, -self._rank if prefer else self._rank))
-            for row in rows:  # first: a lookup that finds the row always passes the filter
-                self._filter.add(row[0])
+            # first: a lookup that finds the row always passes the filter
+            self._filter.add_many([row[0] for row in rows])
             self._db.execute("BEGIN")
             try:
                 self._db.executemany("INSERT OR IGNORE INTO loc VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -191,8 +193,9 @@ class PackIndex:
     def _rebuild_filter(self) -> None:
         """A filter with room for twice the digests (forgotten ones dropped); under the lock."""
         fresh = DigestFilter(self._filter.count)
-        for (digest,) in self._db.execute("SELECT digest FROM loc"):
-            fresh.add(digest)
+        rows = self._db.execute("SELECT digest FROM loc")
+        while block := rows.fetchmany(FILTER_BLOCK):
+            fresh.add_many([digest for (digest,) in block])
         self._filter = fresh
 
     def add_packs(self, packs: PackEntries, *, prefer: bool = False) -> None:
