@@ -277,7 +277,7 @@ class _ImageReader:
             return
         ranges = [(index * self.chunk_size, self.slot_size(index)) for index in indices]
         if self.snapshot is not None:
-            datas: Iterable[bytes | bytearray] = _consumed(self.snapshot.read_many(ranges))
+            datas: Iterable[bytes | bytearray] = self.snapshot.read_many(ranges)
         else:
             datas = read_sparse_many(self.fd, ranges)
         for index, (_, n), data in zip(indices, ranges, datas, strict=True):
@@ -286,13 +286,6 @@ class _ImageReader:
             # bytes == bytes runs at memory speed; a memoryview compare would be ~60x slower
             zero = self._zero if n == self.chunk_size else bytes(n)
             yield None if data == zero else data
-
-
-def _consumed(items: list[T]) -> Iterator[T]:
-    """The items of ``items`` in order, each let go of by the list as it is taken."""
-    items.reverse()
-    while items:
-        yield items.pop()
 
 
 HOLE_BLOCK = 4096
